@@ -1,0 +1,101 @@
+"""python -m sim: run a simulated checkpoint end to end (broker, gateway, kiosks)."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from gateway.summary import format_summary
+from sim.broker import Broker, free_port, wait_for_port
+from sim.checkpoint import Checkpoint
+
+
+def http_json(port: int, path: str) -> Any:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def start_gateway(run_dir: Path, broker_port: int, http_port: int) -> subprocess.Popen[bytes]:
+    log = open(run_dir / "gateway.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--broker-port", str(broker_port),
+                             "--db", str(run_dir / "gateway.db"), "--http-port", str(http_port)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    wait_for_port(http_port, 20, proc)
+    return proc
+
+
+async def run_checkpoint(args: argparse.Namespace, run_dir: Path, broker_port: int, http_port: int) -> int:
+    cp = Checkpoint(args.checkpoint, args.kiosks, args.seed, broker_port, run_dir, keepalive_s=args.keepalive)
+    await cp.start()
+    traffic = asyncio.create_task(cp.traffic(args.duration))
+    started = time.monotonic()
+    while not traffic.done():
+        await asyncio.wait([traffic], timeout=args.progress_every)
+        p = cp.progress()
+        elapsed = min(time.monotonic() - started, args.duration)
+        print(f"[{elapsed:5.0f}/{args.duration:.0f} s] people {p['people']}, events {p['events']}, "
+              f"queued {p['queued']}, kiosks up {p['kiosks_up']}/{args.kiosks}", flush=True)
+    await cp.stop()
+    expected = cp.ledger_keys()
+    deadline = time.monotonic() + 30
+    stored = 0
+    while time.monotonic() < deadline:  # the gateway is another process: poll its API, bounded
+        stored = http_json(http_port, "/api/events/count")["events"]
+        offline = sum(1 for k in http_json(http_port, "/api/kiosks") if k["state"] == "offline")
+        if stored >= len(expected) and offline == len(cp.kiosks):
+            break
+        await asyncio.sleep(0.1)
+    people = sum(len(k.truth) for k in cp.kiosks)
+    fevers = sum(1 for k in cp.kiosks for t in k.truth if t["core_c"] >= 37.3)
+    print()
+    print(format_summary(http_json(http_port, "/api/summary")))
+    print(f"ground truth: {people} people, {fevers} with core >= 37.3 degC")
+    print(f"delivery: kiosks created {len(expected)} events, gateway stored {stored}")
+    with open(run_dir / "truth.jsonl", "w") as f:
+        for k in cp.kiosks:
+            for t in k.truth:
+                f.write(json.dumps(t) + "\n")
+    return 0 if stored == len(expected) else 1
+
+
+def run(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir) if args.run_dir else Path(tempfile.mkdtemp(prefix="checkpoint-"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    print(f"simulated checkpoint {args.checkpoint}: {args.kiosks} kiosks, {args.duration:.0f} s, seed {args.seed}; "
+          f"files in {run_dir}", flush=True)
+    http_port = args.http_port or free_port()
+    with Broker(run_dir / "broker") as broker:
+        gateway = start_gateway(run_dir, broker.port, http_port)
+        try:
+            return asyncio.run(run_checkpoint(args, run_dir, broker.port, http_port))
+        finally:
+            gateway.terminate()
+            gateway.wait(10)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sim", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="run a checkpoint: private mosquitto, gateway, kiosks, crowd")
+    p.add_argument("--duration", type=float, default=60, help="seconds of traffic (default 60)")
+    p.add_argument("--kiosks", type=int, default=4, help="kiosks, two per lane (in and out); default 4")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--checkpoint", default="cp-demo", help="checkpoint id")
+    p.add_argument("--keepalive", type=int, default=10, help="kiosk MQTT keepalive in s")
+    p.add_argument("--run-dir", help="where broker, gateway and kiosk files go (default: a new temp dir)")
+    p.add_argument("--http-port", type=int, default=0, help="gateway API port (default: a free one)")
+    p.add_argument("--progress-every", type=float, default=5.0)
+    p.set_defaults(func=run)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
