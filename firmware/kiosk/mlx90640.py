@@ -368,6 +368,7 @@ class MLX90640:
         self._reg = bytearray(2)
         self._same = 0
         self._done = 0
+        self._settle_ms = 0
         self._extra = array("H")
         self._repair = ()
 
@@ -412,6 +413,9 @@ class MLX90640:
             raise SensorError("MLX90640: control register reads 0x%04X after writing 0x%04X"
                               % (got, want))
         self.control = want
+        # A new rate applies only after the subpage under measurement (12.2.1): the first
+        # frame may take one more period of the old rate.
+        self._settle_ms = int(1000 / REFRESH_RATES[(found >> 7) & 7])
         self._done = 0
         self._same = 0
 
@@ -480,7 +484,7 @@ class MLX90640:
         Raises SensorError on timeout, bus error, bad data or a frozen frame.
         """
         if timeout_ms is None:
-            timeout_ms = self.default_timeout_ms
+            timeout_ms = self.default_timeout_ms + self._settle_ms
         self._done = 0
         waited = 0
         while not self.poll(frame, pixels):
@@ -489,3 +493,4 @@ class MLX90640:
                                   % timeout_ms)
             self._sleep_ms(self._poll_ms)
             waited += self._poll_ms
+        self._settle_ms = 0

@@ -97,6 +97,10 @@ class I2C:
     def detach(self, address: int) -> None:
         self.devices.pop(address, None)
 
+    def transfer(self, addr: int, write: bytes, read_len: int) -> bytes:
+        """One raw transaction (write, repeated start, read): for adapters and bridges."""
+        return self._transfer(addr, write, read_len)
+
     def _transfer(self, addr: int, write: bytes, read_len: int) -> bytes:
         t = Transaction(addr, bytes(write), read_len, self.freq, self.count)
         self.count += 1
