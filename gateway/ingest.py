@@ -78,7 +78,7 @@ class Ingest:
         self.stats.connected = True
         # No Local: in city mode the gateway also publishes under screening/v1 and must not hear itself.
         options = SubscribeOptions(qos=1, noLocal=True)
-        client.subscribe(protocol.ROOT + "/#", options=options)
+        client.subscribe(protocol.ALL_VERSIONS, options=options)
         self.ready.set()
 
     def _on_disconnect(self, *_args: Any) -> None:

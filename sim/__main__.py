@@ -4,31 +4,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 from gateway.summary import format_summary
-from sim.broker import Broker, free_port, wait_for_port
+from sim.broker import Broker, free_port
 from sim.checkpoint import Checkpoint
-
-
-def http_json(port: int, path: str) -> Any:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
-        return json.loads(resp.read())
-
-
-def start_gateway(run_dir: Path, broker_port: int, http_port: int) -> subprocess.Popen[bytes]:
-    log = open(run_dir / "gateway.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--broker-port", str(broker_port),
-                             "--db", str(run_dir / "gateway.db"), "--http-port", str(http_port)],
-                            stdout=log, stderr=subprocess.STDOUT)
-    wait_for_port(http_port, 20, proc)
-    return proc
+from sim.services import http_json, start_gateway, stop_process
 
 
 async def run_checkpoint(args: argparse.Namespace, run_dir: Path, broker_port: int, http_port: int) -> int:
@@ -76,8 +60,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             return asyncio.run(run_checkpoint(args, run_dir, broker.port, http_port))
         finally:
-            gateway.terminate()
-            gateway.wait(10)
+            stop_process(gateway)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ Debian's mosquitto 2.x is what a checkpoint's Raspberry Pi runs, so that is what
 """
 from __future__ import annotations
 
+import getpass
 import shutil
 import socket
 import subprocess
@@ -59,6 +60,9 @@ class Broker:
     def _write_conf(self) -> None:
         lines = [
             f"listener {self.port} 127.0.0.1",
+            # Run as whoever started us: as root, mosquitto would switch to user `mosquitto`, who
+            # cannot write our private log and persistence folder.
+            f"user {getpass.getuser()}",
             "allow_anonymous true",
             # The gateway acks after its batch is durable: allow a whole batch in flight to it.
             "max_inflight_messages 200",
@@ -68,6 +72,7 @@ class Broker:
             "log_type error",
             "log_type warning",
             "log_type notice",
+            "log_timestamp_format %H:%M:%S",
             "connection_messages true",
         ]
         if self.persistence:
