@@ -16,6 +16,8 @@ import json
 
 VERSION = 1
 ROOT = "screening/v1"
+# What a gateway subscribes to: every version, so kiosks speaking another one are counted, not unseen.
+ALL_VERSIONS = "screening/#"
 MAX_PAYLOAD = 16384  # bytes; larger payloads are rejected before decoding
 MAX_ID = 32
 MAX_RAW_CODE = 2048  # a QR code holds at most ~2.9 kB; our passes are ~250 B
