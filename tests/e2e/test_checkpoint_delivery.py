@@ -5,7 +5,7 @@ import asyncio
 from pathlib import Path
 
 from sim.checkpoint import Checkpoint
-from tests.e2e.conftest import GatewayProc, async_wait_until, wait_until
+from tests.services import GatewayProc, async_wait_until, wait_until
 from gateway.store import Reader
 
 

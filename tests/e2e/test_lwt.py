@@ -12,7 +12,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from kiosk import protocol
 from sim.checkpoint import Checkpoint
-from tests.e2e.conftest import GatewayProc, async_wait_until
+from tests.services import GatewayProc, async_wait_until
 
 # Debian's mosquitto 2.0.11 checks keepalives only every 5 s (measured: LWT 5.4 s after the cut at
 # keepalive 2 s, 11.2 s at 4 s), i.e. up to 1.5x keepalive + 6 s; at 6 s that is within 3x.

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kiosk import protocol
-from tests.e2e.conftest import GatewayProc, wait_until
+from tests.services import GatewayProc, wait_until
 
 CP, KIOSK = "cp-bad", "k1"
 

@@ -1,4 +1,4 @@
-"""Fixtures that start real services on 127.0.0.1: a private mosquitto and the gateway process."""
+"""Real services on 127.0.0.1 for tests: a private mosquitto, the gateway process, and bounded waits."""
 from __future__ import annotations
 
 import asyncio
