@@ -255,17 +255,29 @@ def render_set(n: int, seed: int = 11, fovs=(55.0, 110.0), frames: int = 4) -> l
     return out
 
 
-def step_optics(n: int) -> None:
-    print("== optics: 32x24 hot spot vs sharp face maximum, rendered (simulated) ==")
-    rs = render_set(n)
+def fit_head_width(rs: list[dict]) -> tuple[float, float]:
+    """width_px = HEAD_WIDTH_M / (distance * m_per_col) + WIDTH_BLUR_PX, least squares."""
     fov = np.array([r["fov"] for r in rs])
     dist = np.array([r["dist"] for r in rs])
     width = np.array([r["width"] for r in rs])
     m_col = 2.0 * np.tan(np.radians(fov) / 2.0) / 32.0
     X = np.c_[1.0 / (dist * m_col), np.ones(len(rs))]
     (w_head, blur), *_ = np.linalg.lstsq(X, width, rcond=None)
-    print(f"  HEAD_WIDTH_M {w_head:.4f}  WIDTH_BLUR_PX {blur:.3f}   ({len(rs)} valid of {n})")
-    thermal.HEAD_WIDTH_M, thermal.WIDTH_BLUR_PX = float(w_head), float(blur)
+    return float(w_head), float(blur)
+
+
+def step_optics(n: int) -> None:
+    print("== optics: 32x24 hot spot vs sharp face maximum, rendered (simulated) ==")
+    for rnd in (1, 2):      # the fitted head width feeds the ROI depth and the too-far rule: iterate
+        rs = render_set(n)
+        w_head, blur = fit_head_width(rs)
+        print(f"  round {rnd}: HEAD_WIDTH_M {w_head:.4f}  WIDTH_BLUR_PX {blur:.3f}   ({len(rs)} valid of {n})")
+        thermal.HEAD_WIDTH_M, thermal.WIDTH_BLUR_PX = float(w_head), float(blur)
+    fov = np.array([r["fov"] for r in rs])
+    dist = np.array([r["dist"] for r in rs])
+    width = np.array([r["width"] for r in rs])
+    m_col = 2.0 * np.tan(np.radians(fov) / 2.0) / 32.0
+    w_head, blur = thermal.HEAD_WIDTH_M, thermal.WIDTH_BLUR_PX
     d_est = np.array([float(w_head / (max(w - blur, 0.5) * mc)) for w, mc in zip(width, m_col)])
     for f in (55.0, 110.0):
         m = fov == f

@@ -64,8 +64,8 @@ _VFOV = {55: 35.0, 110: 75.0}
 
 # Average head breadth that the blob width measures, metres (adult head breadth 14-16 cm,
 # anthropometric surveys; effective value fitted against the simulator's rendering with PSF blur).
-HEAD_WIDTH_M = 0.1445     # fitted, `tools/calibrate_core.py --optics`
-WIDTH_BLUR_PX = 1.626     # blob widening by the lens PSF and the sub-pixel edge rule (same fit)
+HEAD_WIDTH_M = 0.1473     # fitted, `tools/calibrate_core.py --optics`
+WIDTH_BLUR_PX = 1.541     # blob widening by the lens PSF and the sub-pixel edge rule (same fit)
 FACE_DEPTH_M = 0.16       # face ROI: from the top of the head blob down this far (below the eyes)
 
 # ---- core model, fitted by tools/calibrate_core.py (see core_estimate) ----
@@ -80,15 +80,15 @@ C3 = 0.01631      # per degC of air above 29: sweating cools the forehead part o
 # Partial-pixel loss of the hottest pixels (see the module docstring), fitted by
 # `python tools/calibrate_core.py --optics` on rendered frames (55 and 110 deg, 0.3-1.5 m, -10..40 degC):
 # sharp = hot + (T_REF_C - air) * (S0 + S1 * fp) + S2 + S3 * fp + S4 * fp**2, fp = pixel footprint, cm.
-# Fitted residual SD 0.28 degC (0.18-0.29 MAE by distance band, simulated). Simulator-only: check on a real
+# Fitted residual SD 0.27 degC (MAE 0.15-0.25 by distance band, simulated; 800 scenes, 2 rounds). Simulator-only: check on a real
 # kiosk against a clinical thermometer before trusting it.
-S0 = 0.04631
-S1 = 0.00495
-S2 = -0.86555
-S3 = 0.26773
-S4 = -0.02628
-# Beyond this pixel footprint the face is too few pixels to measure (55 deg: ~1.7 m; 110 deg: ~0.6 m).
-MAX_FOOTPRINT_CM = 5.5
+S0 = 0.04452
+S1 = 0.00519
+S2 = -1.02077
+S3 = 0.34723
+S4 = -0.03292
+# Beyond this pixel footprint the face is too few pixels to measure (55 deg: ~2 m; 110 deg: ~0.7 m).
+MAX_FOOTPRINT_CM = 6.5
 # Range the calibration data covers (face-oral-temp group 1: air 20.2-24.0 degC, 0.54-0.92 m).
 AIR_RANGE_C = (20.0, 24.0)
 DIST_RANGE_M = (0.5, 0.95)
@@ -118,6 +118,22 @@ def core_estimate(skin_c, ambient_c, distance_m):
     in_range = (AIR_RANGE_C[0] <= ambient_c <= AIR_RANGE_C[1]
                 and DIST_RANGE_M[0] <= distance_m <= DIST_RANGE_M[1])
     return core, in_range
+
+
+# Expected error (1 SD) of the estimate, used to widen the recheck band outside the data's range:
+# person-to-person spread of the offset grows with (37 - air) because tissue conductance varies
+# between people (simulator assumption: 15 % SD, plus 0.15 degC additive; see sim/scene.py), and the
+# partial-pixel correction grows with the footprint (calibrate_core.py --optics residuals).
+U_ADD_C = 0.15
+U_REL = 0.15
+U_FP = 0.05
+
+
+def uncertainty_c(ambient_c, distance_m, fov_deg=55.0):
+    """1-SD uncertainty of core_estimate + sharp_equivalent for this air temperature and distance."""
+    a = U_REL * C1 * (T_REF_C - ambient_c)
+    f = U_FP * 100.0 * pixel_footprint_m(distance_m, fov_deg)
+    return math.sqrt(U_ADD_C * U_ADD_C + a * a + f * f)
 
 
 def pixel_footprint_m(distance_m, fov_deg=55.0):
@@ -236,13 +252,14 @@ class Reading:
         self.width_px = 0.0     # head width in pixels (sub-pixel edges)
         self.core_c = None
         self.in_range = False
+        self.uncertainty_c = None  # 1-SD expected error of core_c
         self.stable = False
         self.ambient_c = None
 
     def as_dict(self):
         return {"t_ms": self.t_ms, "valid": self.valid, "reason": self.reason, "people": self.people,
                 "hot_c": self.hot_c, "skin_c": self.skin_c, "distance_m": self.distance_m,
-                "core_c": self.core_c, "in_range": self.in_range, "stable": self.stable,
+                "core_c": self.core_c, "in_range": self.in_range, "uncertainty_c": self.uncertainty_c, "stable": self.stable,
                 "ambient_c": self.ambient_c}
 
 
@@ -259,6 +276,8 @@ class Analyzer:
         self._m_col = 2.0 * math.tan(math.radians(fov_deg) / 2.0) / COLS
         self._m_row = 2.0 * math.tan(math.radians(vfov) / 2.0) / ROWS
         self.hot_pixels = hot_pixels
+        d_max = MAX_FOOTPRINT_CM / 100.0 / self._m_col
+        self._min_rows = max(2, int(FACE_DEPTH_M / (d_max * self._m_row) + 0.5))
         self.bg_alpha = bg_alpha
         self.warmup = WarmUp(warmup_ms, warmup_tol_c)
         self.stab = Stability(stable_frames, stable_spread_c)
@@ -390,9 +409,8 @@ class Analyzer:
         """(hot_c, width_px) of blob b's upper part, or (None, 0)."""
         lab = self.label
         top = self._blob_top[b]
-        # Pass 1: head width per row (sub-pixel edges) and the depth of the face ROI. The depth in
-        # rows depends on distance; a first guess comes from the width of the first rows.
-        rows = ROWS - top
+        # Pass 1: head width per row (sub-pixel edges) and the depth of the face ROI in rows.
+        rows = self._min_rows
         first_w = 0.0
         width = 0.0
         for r in range(top, ROWS):
@@ -417,13 +435,14 @@ class Analyzer:
                 w += _frac(frame[base + hi_c + 1], frame[base + hi_c], ambient_c)
             if w > width:
                 width = w
+                # the ROI depth follows the distance implied by the widest row so far (the head
+                # widens downwards to just below the eyes); never shallower than at the farthest
+                # usable distance
+                rows = int(FACE_DEPTH_M / (self._distance(width) * self._m_row) + 0.5)
+                if rows < self._min_rows:
+                    rows = self._min_rows
             if r - top < 3 and w > first_w:
                 first_w = w
-            if r - top == 2:
-                d_guess = self._distance(first_w)
-                rows = int(FACE_DEPTH_M / (d_guess * self._m_row) + 0.5)
-                if rows < 2:
-                    rows = 2
         # Pass 2: the hottest pixels of the ROI. Edge pixels mix face and background; when the head
         # is wide enough only pixels whose 4 neighbours are all body count (otherwise, with air
         # warmer than skin, a blurred edge would be the "hottest" face pixel).
@@ -526,6 +545,7 @@ class Analyzer:
         rd.stable = self.stab.stable()
         rd.skin_c = sharp_equivalent(hot_mean, ambient_c, rd.distance_m, self.fov_deg)
         rd.core_c, rd.in_range = core_estimate(rd.skin_c, ambient_c, rd.distance_m)
+        rd.uncertainty_c = uncertainty_c(ambient_c, rd.distance_m, self.fov_deg)
         rd.valid = True
         return rd
 
