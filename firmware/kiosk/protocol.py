@@ -20,6 +20,7 @@ ROOT = "screening/v1"
 ALL_VERSIONS = "screening/#"
 MAX_PAYLOAD = 16384  # bytes; larger payloads are rejected before decoding
 MAX_ID = 32
+MAX_DEPTH = 16  # objects/lists nested in canonical() (config settings); real settings are 2-3 deep
 MAX_RAW_CODE = 2048  # a QR code holds at most ~2.9 kB; our passes are ~250 B
 GATEWAY_ID = "_gateway"
 
@@ -105,14 +106,14 @@ def topic(checkpoint, kiosk, channel):
     check_id(checkpoint, "checkpoint")
     check_id(kiosk, "kiosk")
     if channel not in KIOSK_CHANNELS:
-        raise ProtocolError("unknown_channel", channel)
+        raise ProtocolError("unknown_channel", str(channel))
     return ROOT + "/" + checkpoint + "/" + kiosk + "/" + channel
 
 
 def gateway_topic(checkpoint, channel):
     check_id(checkpoint, "checkpoint")
     if channel not in GATEWAY_CHANNELS:
-        raise ProtocolError("unknown_channel", channel)
+        raise ProtocolError("unknown_channel", str(channel))
     return ROOT + "/" + checkpoint + "/" + GATEWAY_ID + "/" + channel
 
 
@@ -282,12 +283,15 @@ def _check_code(code):
 def validate_event(obj):
     _check_version(obj, True)
     check_fields(obj, EVENT_COMMON)
-    check_fields(obj, EVENT_BY_TYPE[obj["type"]])
+    schema = EVENT_BY_TYPE[obj["type"]]
+    check_fields(obj, schema)
+    # Only where the type's schema defines them: elsewhere `code`/`roi` are unknown fields, kept.
+    names = [f[0] for f in schema]
     code = obj.get("code")
-    if code is not None:
+    if code is not None and "code" in names:
         _check_code(code)
     roi = obj.get("roi")
-    if roi is not None:
+    if roi is not None and "roi" in names:
         check_fields(roi, ROI)
         t = roi["t"]
         if len(t) != roi["w"] * roi["h"] or not all(_is_number(x) for x in t):
@@ -318,6 +322,19 @@ def validate(channel, obj):
     return obj
 
 
+def _no_constant(name):
+    raise ValueError("JSON has no " + name)
+
+
+# CPython's json accepts NaN/Infinity/-Infinity, JSON does not, and MicroPython's parser refuses
+# them: reject them on CPython too, so both interpreters say "not_json".
+try:
+    json.loads("0", parse_constant=_no_constant)
+    _LOADS_OPTS = {"parse_constant": _no_constant}
+except TypeError:  # MicroPython: json.loads takes no keywords
+    _LOADS_OPTS = {}
+
+
 def decode(payload):
     """bytes -> dict: size limit, UTF-8, JSON object. Does not check the schema."""
     if len(payload) > MAX_PAYLOAD:
@@ -327,8 +344,8 @@ def decode(payload):
     except UnicodeError:
         raise ProtocolError("not_utf8", "payload is not UTF-8")
     try:
-        obj = json.loads(text)
-    except ValueError:
+        obj = json.loads(text, **_LOADS_OPTS)
+    except (ValueError, RuntimeError):  # RuntimeError: CPython's RecursionError on deep nesting
         raise ProtocolError("not_json", "payload is not JSON")
     if not isinstance(obj, dict):
         raise ProtocolError("not_object", "payload must be a JSON object")
@@ -338,11 +355,9 @@ def decode(payload):
 def parse_message(topic_name, payload):
     """Topic + payload bytes -> (checkpoint, kiosk, channel, body), fully validated."""
     checkpoint, kiosk, channel = parse_topic(topic_name)
-    if kiosk == GATEWAY_ID:
-        # Retained summaries may be cleared with an empty payload.
-        return checkpoint, kiosk, channel, validate(channel, decode(payload))
-    if channel == STATUS and len(payload) == 0:
-        raise ProtocolError("empty", "empty status (retained message cleared)")
+    # A retained status, config or summary is cleared with an empty payload: say so, not not_json.
+    if len(payload) == 0 and retained(channel):
+        raise ProtocolError("empty", "empty " + channel + " (retained message cleared)")
     return checkpoint, kiosk, channel, validate(channel, decode(payload))
 
 
@@ -415,23 +430,61 @@ def dedup_key(checkpoint, kiosk, event_body):
 
 # ---- canonical form and hashes --------------------------------------------------------------
 
-def _canonical_value(v):
-    if isinstance(v, bool) or v is None or isinstance(v, str) or _is_int(v):
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+
+
+def _json_str(s):
+    # CPython's json.dumps (ensure_ascii) form; MicroPython's json.dumps writes non-ASCII raw and
+    # \b \f as \u escapes, which would give the two interpreters different config hashes.
+    out = ['"']
+    for c in s:
+        e = _ESCAPES.get(c)
+        if e is not None:
+            out.append(e)
+            continue
+        n = ord(c)
+        if 0x20 <= n < 0x7F:
+            out.append(c)
+        elif n < 0x10000:
+            out.append("\\u%04x" % n)
+        else:
+            n -= 0x10000
+            out.append("\\u%04x\\u%04x" % (0xD800 | (n >> 10), 0xDC00 | (n & 0x3FF)))
+    out.append('"')
+    return "".join(out)
+
+
+def _canonical_value(v, depth):
+    if isinstance(v, str):
+        return _json_str(v)
+    if isinstance(v, bool) or v is None or _is_int(v):
         return json.dumps(v)
     if isinstance(v, float):
         # 6 significant digits: what a 32-bit float (ESP32) and a double (gateway) agree on.
         return "%.6g" % v
     if isinstance(v, dict):
-        return canonical(v)
+        return canonical(v, depth)
     if isinstance(v, (list, tuple)):
-        return "[" + ",".join(_canonical_value(x) for x in v) + "]"
+        _check_depth(depth)
+        return "[" + ",".join(_canonical_value(x, depth + 1) for x in v) + "]"
     raise ProtocolError("bad_type", "cannot encode " + str(type(v)))
 
 
-def canonical(obj):
+def _check_depth(depth):
+    # canonical() recurses: a hostile config nested thousands deep (16 KiB allow it, and MicroPython's
+    # json parses it) must be a ProtocolError, not a RecursionError on the gateway or the kiosk.
+    if depth > MAX_DEPTH:
+        raise ProtocolError("bad_value", "nested deeper than " + str(MAX_DEPTH))
+
+
+def canonical(obj, depth=1):
     """Deterministic JSON text (sorted keys, no spaces) that MicroPython and CPython agree on."""
+    _check_depth(depth)
+    for k in obj:
+        if not isinstance(k, str):
+            raise ProtocolError("bad_type", "object keys must be strings")
     keys = sorted(obj)
-    return "{" + ",".join(json.dumps(k) + ":" + _canonical_value(obj[k]) for k in keys) + "}"
+    return "{" + ",".join(_json_str(k) + ":" + _canonical_value(obj[k], depth + 1) for k in keys) + "}"
 
 
 def config_hash(settings):
@@ -464,11 +517,15 @@ def b64url_decode(text):
     for c in text:
         if not (_is_id_char(c)):
             raise ProtocolError("bad_pass", "not base64url")
-    text = text.replace("-", "+").replace("_", "/")
     try:
-        return binascii.a2b_base64(text + "=" * (-len(text) % 4))
+        data = binascii.a2b_base64(text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4))
     except ValueError:
         raise ProtocolError("bad_pass", "not base64url")
+    # The last character may carry unused bits: "QUJDRA" and "QUJDRB" both decode to b"ABCD".
+    # Accept only the canonical form, so one pass has exactly one QR text.
+    if b64url_encode(data) != text:
+        raise ProtocolError("bad_pass", "not canonical base64url")
+    return data
 
 
 def pass_body(holder, kind, color, issued, expires, key_id):
