@@ -2,7 +2,7 @@
 
 Data:
 * facial thermography vs oral temperature, PhysioNet face-oral-temp v1.0.0 group 1 (FLIR, ICI),
-  Wang et al., Sensors 2022, 22(1):215 - `<repo>/../shared/data/face-oral-temp/`;
+  Wang et al., Sensors 2022, 22(1):215 - `data/face-oral-temp/` (a copy of ../shared/data);
 * the simulator's ground truth (sim/scene.py) across air -10..40 degC.
 
 Steps (each prints what it found; the coefficients are then copied into thermal.py by hand):
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "face-oral-temp"
+DATA = ROOT / "data" / "face-oral-temp"
 for p in (ROOT / "firmware", ROOT):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))

@@ -15,7 +15,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-EXAMPLE_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mlx90640-melexis-example"
+EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / "mlx90640-melexis-example"
 WORDS = 832
 PIXELS = 768
 
@@ -24,7 +24,7 @@ def example_eeprom(path: Optional[Path] = None) -> list[int]:
     """The 832 EEPROM words of the maker's worked example (Input_data.csv, row after 'EEPROM')."""
     path = path or EXAMPLE_DIR / "Input_data.csv"
     if not path.exists():
-        raise FileNotFoundError(f"{path}: the maker's example data is not there (../shared/data)")
+        raise FileNotFoundError(f"{path}: the maker's example data is not there (data/)")
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
     for k, row in enumerate(rows):

@@ -1,4 +1,4 @@
-"""Parse the sensor maker's worked example (../shared/data/mlx90640-melexis-example/).
+"""Parse the sensor maker's worked example (data/mlx90640-melexis-example/, a copy of ../shared/data).
 
 Nothing is hand-copied: every number the golden tests use comes out of these CSVs.
 """
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mlx90640-melexis-example"
+DATA = Path(__file__).resolve().parents[2] / "data" / "mlx90640-melexis-example"
 
 
 def _rows(name: str) -> list[list[str]]:

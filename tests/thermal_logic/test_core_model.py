@@ -5,8 +5,6 @@ import pytest
 from kiosk import thermal
 from tools import calibrate_core as cc
 
-pytestmark = pytest.mark.skipif(not cc.DATA.exists(), reason="shared facial data not present")
-
 
 @pytest.fixture(scope="module")
 def data():
