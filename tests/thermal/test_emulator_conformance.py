@@ -14,7 +14,6 @@ import pytest
 from kiosk.sht31 import SHT31
 from sim.board.i2c import I2C
 from sim.devices.sht31 import SHT31Emulator
-from sim.devices.mlx90640 import MLX90640Emulator
 from sim.devices.mlx90640_eeprom import generate_eeprom
 from tests.thermal.rigs import new_frame, rig
 

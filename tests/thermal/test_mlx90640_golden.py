@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 
-import pytest
 
 from kiosk import mlx90640 as m
 from tests.micropython_runner import run_micropython
