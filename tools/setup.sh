@@ -17,7 +17,13 @@ fi
 
 if [ ! -x "$VENV/bin/python" ]; then
     echo "setup: creating $VENV" >&2
-    python3 -m venv "$VENV"
+    if ! python3 -m venv "$VENV" 2>/dev/null; then
+        # Debian ships venv's ensurepip separately.
+        rm -rf "$VENV"
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-venv >/dev/null
+        python3 -m venv "$VENV"
+    fi
 fi
 # Reinstall only when the dependency list changed.
 stamp="$VENV/.checkpoint-deps"
