@@ -20,7 +20,7 @@ cfg = {"checkpoint": "cp-upy", "kiosk": "k9", "lane": "L1", "dir": "out", "broke
 board = UnixBoard(ROOT, "unix-test", SceneSensor(15.0, 37.5, 6))
 with board.fs.open("config.json", "w") as f:
     f.write(json.dumps(cfg))
-board.scanner.rx = b"110101199001011234\\r\\n"
+board.scanner.rx = b"110101199001011237\\r\\n"
 app = App(board)
 
 async def main():
