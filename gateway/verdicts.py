@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from collections import deque
@@ -108,6 +109,15 @@ class VerdictStats:
         return "\n".join(lines) + "\n"
 
 
+def _no_delay(_client: paho.Client, _userdata: Any, sock: Any) -> None:
+    """TCP_NODELAY: without it Nagle's algorithm holds the verdict behind our PUBACK for the request
+    until the broker's delayed ACK (~40 ms on Linux) - measured: p50 88 ms round trip instead of ~1 ms."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):  # not a TCP socket (websockets, unix): nothing to tune
+        pass
+
+
 class Responder:
     def __init__(self, verifier: Verifier, host: str, port: int, client_id: str = "gateway-verdicts",
                  keepalive_s: int = 30, workers: int = 4, clock_s: Callable[[], float] = time.time) -> None:
@@ -127,6 +137,7 @@ class Responder:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
+        self.client.on_socket_open = _no_delay
         self.client.max_inflight_messages_set(200)
         self.client.max_queued_messages_set(10000)  # beyond it publish() says MQTT_ERR_QUEUE_SIZE: counted
 
