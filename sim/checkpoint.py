@@ -11,10 +11,10 @@ from typing import Any
 from kiosk.app import App
 from sim.board.board import SimBoard
 from sim.crowd import Crowd, LaneView
-from sim.devices.frame_sensor import FrameSensor
 from sim.passes import Issuer
 
 DEFAULT_RATE_PER_H = 720  # one person every 5 s per lane: a busy checkpoint
+SUBPAGE_S = 1 / 8  # the sensor's default refresh: the scene is re-rendered as often as it samples
 
 
 @dataclass
@@ -37,24 +37,37 @@ def lane_layout(n_kiosks: int) -> list[tuple[str, str, str]]:
 
 class Checkpoint:
     def __init__(self, checkpoint: str, n_kiosks: int, seed: int, broker_port: int, run_dir: Path,
-                 keepalive_s: int = 10, rate_per_h: float = DEFAULT_RATE_PER_H, ambient_c: float = 18.0,
-                 telemetry_s: int = 5) -> None:
+                 keepalive_s: int = 10, rate_per_h: float = DEFAULT_RATE_PER_H, air_c: float = 18.0,
+                 telemetry_s: int = 5, fast_frames: bool = False, warmup_ms: int = 3000) -> None:
         self.checkpoint = checkpoint
         self.rate_per_h = rate_per_h
+        self.fast_frames = fast_frames
         self.issuer = Issuer("sim-issuer", seed=random.Random(seed).randbytes(32))
         self.kiosks: list[KioskSim] = []
+        self._feeders: list[asyncio.Task[None]] = []
         for i, (kiosk, lane, direction) in enumerate(lane_layout(n_kiosks)):
-            view = LaneView(background_c=ambient_c, noise=random.Random(seed * 1000 + i))
+            view = LaneView(air_c=air_c, seed=seed * 1000 + i)
+            # The simulated sensor has been powered for a while: a short warm-up, not minutes.
             config = {"checkpoint": checkpoint, "kiosk": kiosk, "lane": lane, "dir": direction,
                       "broker_host": "127.0.0.1", "broker_port": broker_port, "keepalive_s": keepalive_s,
-                      "telemetry_s": telemetry_s}
-            board = SimBoard(run_dir / "kiosks" / kiosk, config, FrameSensor(view.render))
+                      "telemetry_s": telemetry_s, "warmup_ms": warmup_ms}
+            board = SimBoard(run_dir / "kiosks" / kiosk, config, unit_seed=seed * 100 + i, air_c=air_c,
+                             fast_frames=view.render if fast_frames else None)
             self.kiosks.append(KioskSim(kiosk, lane, direction, board, view, Crowd(seed * 7919 + i, self.issuer)))
 
     async def start(self) -> None:
         for k in self.kiosks:
+            if not self.fast_frames:
+                self._feeders.append(asyncio.create_task(self._feed_scene(k)))
             k.app = App(k.board)
             k.task = asyncio.create_task(k.app.run())
+
+    @staticmethod
+    async def _feed_scene(k: KioskSim) -> None:
+        """Keep the register-level sensor looking at the lane (a new noisy render per subpage)."""
+        while True:
+            k.board.set_scene(k.view.render(), k.view.air_c)
+            await asyncio.sleep(SUBPAGE_S)
 
     async def traffic(self, duration_s: float) -> None:
         """People arrive at every lane for duration_s; returns when the last one has left."""
@@ -67,17 +80,19 @@ class Checkpoint:
             await asyncio.sleep(k.crowd.gap_s(self.rate_per_h))
             if time.monotonic() - start >= duration_s:
                 return
-            person = k.crowd.next_person(int(time.time()))
-            k.truth.append(k.crowd.truth(person, k.kiosk, round(time.time(), 3)))
-            k.view.person = person
-            if person.code:
+            arrival = k.crowd.next_arrival(int(time.time()))
+            k.truth.append(k.crowd.truth(arrival, k.kiosk, round(time.time(), 3), k.view.air_c))
+            k.view.enter(arrival.person)
+            if arrival.code:
                 await asyncio.sleep(0.3)  # they hold their phone up as they step in
-                uart.inject(person.code.encode() + b"\r\n")
-            await asyncio.sleep(person.dwell_s)
-            k.view.person = None
+                uart.inject(arrival.code.encode() + b"\r\n")
+            await asyncio.sleep(arrival.dwell_s)
+            k.view.leave()
 
     async def stop(self, drain_s: float = 15.0) -> None:
         await asyncio.gather(*(k.app.stop(drain_s) for k in self.kiosks if k.app))
+        for task in self._feeders:
+            task.cancel()
         for k in self.kiosks:
             if k.task:
                 await asyncio.wait([k.task], timeout=5)

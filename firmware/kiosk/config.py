@@ -60,6 +60,7 @@ SCHEMA = {
     "telemetry_s": ("int", 1, 3600, True),
     # measurement and decision
     "frame_hz": ("int", 1, 16, True),           # full frames/s (MLX90640 subpage rate / 2)
+    "warmup_ms": ("int", 0, 600000, True),      # sensor Ta must hold steady this long before decisions
     "scanner_repeat_ms": ("int", 0, 60000, True),
     "verdict_timeout_ms": ("int", 100, 5000, True),
 }
@@ -83,6 +84,7 @@ DEFAULTS = {
     "keepalive_s": 30,
     "telemetry_s": 10,
     "frame_hz": 4,
+    "warmup_ms": 60000,  # the datasheet allows minutes of drift after power-up
     "scanner_repeat_ms": 3000,
     "verdict_timeout_ms": 300,
 }

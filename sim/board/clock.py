@@ -27,3 +27,7 @@ class SimClock:
     def time_ms(self) -> int | None:
         """UTC Unix ms once the clock is synced (NTP or the gateway), else None."""
         return int(time.time() * 1000) if self.synced else None
+
+    def sleep_ms(self, ms: int) -> None:
+        """Blocking, as MicroPython's time.sleep_ms: drivers use it for sub-millisecond waits only."""
+        time.sleep(ms / 1000)

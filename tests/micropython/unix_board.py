@@ -9,6 +9,8 @@ import asyncio
 import os
 import time
 
+from kiosk.sht31 import crc8
+
 
 class Clock:
     def ticks_ms(self):
@@ -19,6 +21,9 @@ class Clock:
 
     def ticks_add(self, a, b):
         return time.ticks_add(a, b)
+
+    def sleep_ms(self, ms):
+        time.sleep_ms(ms)
 
     def time_ms(self):
         return int(time.time() * 1000)
@@ -57,29 +62,57 @@ class ScriptedUART:
         return data
 
 
-class SceneSensor:
-    """Frames of background_c; from frame `person_from` a face whose hot spot is `face_c`."""
+class AirBus:
+    """An I2C bus with one SHT31 at a fixed air temperature (single-shot measurements)."""
 
-    def __init__(self, background_c, face_c, person_from):
-        self.background_c = background_c
-        self.face_c = face_c
-        self.person_from = person_from
+    def __init__(self, temp_c):
+        raw_t = int((temp_c + 45) / 175 * 65535)
+        raw_rh = int(0.45 * 65535)
+        out = bytearray(6)
+        out[0], out[1], out[3], out[4] = raw_t >> 8, raw_t & 255, raw_rh >> 8, raw_rh & 255
+        out[2] = crc8(out, 0, 2)
+        out[5] = crc8(out, 3, 5)
+        self._result = bytes(out)
+
+    def writeto(self, addr, buf, stop=True):
+        if addr != 0x44:
+            raise OSError(19)
+        return len(buf)
+
+    def readfrom_into(self, addr, buf, stop=True):
+        if addr != 0x44:
+            raise OSError(19)
+        buf[:] = self._result[:len(buf)]
+
+
+class SceneSensor:
+    """Plays whole frames: the `empty` ones cyclically for `empty_polls` polls, then `person` ones."""
+
+    def __init__(self, empty, person, empty_polls):
+        self.empty = empty
+        self.person = person
+        self.empty_polls = empty_polls
         self.frames = 0
         self.ta = 31.0
+        self.vdd = 3.3
 
-    def read(self, frame, pixels=None):
+    def poll(self, frame, pixels=None):
+        n = self.frames
         self.frames += 1
+        if n < self.empty_polls:
+            src = self.empty[n % len(self.empty)]
+        else:
+            src = self.person[n % len(self.person)]
         for i in range(768):
-            frame[i] = self.background_c
-        if self.frames >= self.person_from:
-            for r in range(8, 12):
-                for c in range(14, 18):
-                    frame[r * 32 + c] = self.face_c
+            frame[i] = src[i]
+        return True
 
 
 class UnixBoard:
-    def __init__(self, fs_root, profile_name, sensor):
-        self.profile = {"name": profile_name}
+    def __init__(self, fs_root, profile_name, sensor, air_c):
+        self.profile = {"name": profile_name, "i2c": {"sensor": {"eeprom_hz": 400000, "frame_hz": 1000000}}}
+        self.air_bus = AirBus(air_c)
+        self.shown = []
         self.clock = Clock()
         self.fs = FolderFS(fs_root)
         self.sensor = sensor
@@ -91,6 +124,18 @@ class UnixBoard:
 
     def uart(self, name):
         return self.scanner
+
+    def i2c(self, name, freq):
+        return self.air_bus
+
+    def led(self, rgb):
+        pass
+
+    def tone(self, freq_hz):
+        pass
+
+    def show(self, line1, line2):
+        self.shown.append(line1)
 
     async def open_connection(self, host, port):
         return await asyncio.open_connection(host, port)
