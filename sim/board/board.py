@@ -51,7 +51,7 @@ class SimWDT:
 class SimBoard:
     def __init__(self, fs_root: Path, config: dict[str, Any], profile: str = "esp32-devkitc-v4", *,
                  unit_seed: int = 0, air_c: float = 20.0, fast_frames: Callable[[], Sequence[float]] | None = None,
-                 clock: SimClock | None = None, fs: Any = None) -> None:
+                 clock: SimClock | None = None, fs: Any = None, factory_calibrated: bool = True) -> None:
         self.profile = load_profile(profile)
         self.fs = fs if fs is not None else HostFS(fs_root)
         with self.fs.open("config.json", "w") as f:
@@ -65,6 +65,10 @@ class SimBoard:
         self.i2c_sensor = I2C(bus["id"], scl=bus["scl"], sda=bus["sda"], freq=bus.get("eeprom_hz", 400_000))
         self.mlx = MLX90640Emulator.unit(unit_seed, mode="timed", air_c=air_c, read_emissivity=SKIN_EMISSIVITY,
                                          read_reflected_c=air_c)
+        if factory_calibrated:
+            # Each unit's offset (datasheet: up to +-1 degC) was measured against a blackbody at
+            # the factory and is corrected; per-pixel spread and slow drift remain.
+            self.mlx.bias_c = 0.0
         self.air = SHT31Emulator(mode="timed", temp_c=air_c)
         self.i2c_sensor.attach(self.mlx)
         self.i2c_sensor.attach(self.air)
