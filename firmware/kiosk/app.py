@@ -55,7 +55,8 @@ class App:
         self.cfg, self._config_problem = self.config.load()
         self.commands = commands.Commands(board.fs)
         self.state = nvstate.NVState(board.fs).load()
-        self.outbox = outbox.Outbox()
+        self.outbox = outbox.Outbox(board.fs)  # recovers the queue left on flash
+        self.state.resume(self.outbox.last_seq)
         self.checkpoint = self.cfg["checkpoint"]
         self.kiosk = self.cfg["kiosk"]
         part = board.profile.get("parts", {}).get("thermal", {})
