@@ -242,3 +242,17 @@ def test_secret_from_file_or_env_with_clear_errors(tmp_path: Path) -> None:
         load_secret(env={})
     with pytest.raises(ConfigError, match="not base64"):
         load_secret(env={"CHECKPOINT_DISTRICT_SECRET": "not base64 at all!"})
+
+
+def test_every_verdict_reason_is_documented_in_the_contract() -> None:
+    import re
+
+    from sim.services import ROOT
+
+    doc = (ROOT / "firmware" / "PROTOCOL.md").read_text().split("### Verdicts", 1)[1].split("\n## ", 1)[0]
+    documented = {r for line in doc.splitlines() if line.startswith("| `")
+                  for r in re.findall(r"`(\w+)`", line.split("|")[1])} - {"reason"}
+    assert documented == {"ok", "expired", "not_yet_valid", "revoked", "key_not_valid", "unknown_issuer",
+                          "bad_signature", "malformed", "id_card", "bad_id_checksum", "unknown_code",
+                          "malformed_request", "verifier_error"}
+    assert all(f"`{r}`" in (vmod.__doc__ or "") for r in documented - {"malformed_request", "verifier_error"})
