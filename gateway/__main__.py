@@ -43,7 +43,19 @@ def load_config(args: argparse.Namespace) -> gwconfig.Config:
 def start_extra_services(cfg: gwconfig.Config, gateway: Gateway, metrics: Metrics) -> list[Callable[[], None]]:
     """Services started beside ingest (the verdict responder goes here); -> their stop functions.
     A service may add its Prometheus text with metrics.extra.append(fn)."""
-    return []
+    from gateway import verdicts
+    from gateway.verifier import ConfigError
+
+    stoppers: list[Callable[[], None]] = []
+    try:  # configured by CHECKPOINT_TRUST_LIST, CHECKPOINT_REVOCATIONS, CHECKPOINT_DISTRICT_SECRET(_FILE)
+        responder = verdicts.start_from_env(cfg.mqtt["host"], cfg.mqtt["port"], f"{cfg.mqtt['client_id']}-verdicts")
+    except ConfigError as err:  # ingest keeps running; kiosks fall back to manual checks
+        logging.getLogger("gateway.verdicts").error("verdicts not served: %s", err)
+        responder = None
+    if responder is not None:
+        metrics.extra.append(responder.stats.prometheus)
+        stoppers.append(responder.stop)
+    return stoppers
 
 
 def run(args: argparse.Namespace) -> int:
