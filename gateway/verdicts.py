@@ -145,7 +145,7 @@ class Responder:
         self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="verdict")
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 0
-        self.client.reconnect_delay_set(0.1, 5)
+        self.client.reconnect_delay_set(1, 5)
         self.client.connect_async(self.host, self.port, keepalive=self._keepalive, clean_start=True,
                                   properties=props)
         self.client.loop_start()

@@ -347,7 +347,7 @@ def parse_revocations(path: Path) -> Revocations:
         if ("holder_ref" in entry) == ("pass_ref" in entry):
             raise ConfigError(f"{where}: needs exactly one of holder_ref or pass_ref")
         ref = entry.get("holder_ref", entry.get("pass_ref"))
-        if not _is_ref(ref):
+        if not isinstance(ref, str) or not _is_ref(ref):
             raise ConfigError(f"{where}: a ref is {HOLDER_REF_HEX} lower-case hex digits (an HMAC, never a raw id)")
         before = _opt_time(entry, "issued_before", where)
         if "pass_ref" in entry:

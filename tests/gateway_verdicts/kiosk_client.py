@@ -25,6 +25,10 @@ class Received:
     at: float
 
 
+def _no_delay(_client: paho.Client, _userdata: Any, sock: Any) -> None:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class KioskClient:
     def __init__(self, port: int, checkpoint: str = "cp-01", kiosk: str = "kiosk-01", nodelay: bool = True) -> None:
         self.checkpoint, self.kiosk = checkpoint, kiosk
@@ -37,8 +41,7 @@ class KioskClient:
         self.client.on_subscribe = lambda *_: self._subscribed.set()
         self.client.on_message = self._on_message
         if nodelay:  # what a kiosk should do too: see gateway/verdicts.py _no_delay
-            self.client.on_socket_open = lambda _c, _u, sock: sock.setsockopt(socket.IPPROTO_TCP,
-                                                                             socket.TCP_NODELAY, 1)
+            self.client.on_socket_open = _no_delay
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
         if not self._subscribed.wait(5):
