@@ -116,7 +116,8 @@ def _coerce(section: str, key: str, setting: Setting, value: Any, source: str) -
         value = float(value)
     if not isinstance(value, setting.kind) or isinstance(value, bool):
         raise ConfigError(name, source, f"must be {setting.kind.__name__}, got {type(value).__name__} {value!r}")
-    if setting.lo is not None and value < setting.lo or setting.hi is not None and value > setting.hi:
+    lo, hi = setting.lo, setting.hi
+    if isinstance(value, (int, float)) and ((lo is not None and value < lo) or (hi is not None and value > hi)):
         raise ConfigError(name, source, f"{value!r} is outside {setting.lo}..{setting.hi}")
     if setting.check is not None:
         problem = setting.check(value)
@@ -178,9 +179,10 @@ def load(path: Path | str | None = None, env: Mapping[str, str] | None = None,
         if not name.startswith("GATEWAY_"):
             continue
         rest = name[len("GATEWAY_"):].lower()
-        section = next((s for s in SPEC if rest.startswith(s + "_")), None)
-        if section is None:
+        found = next((s for s in SPEC if rest.startswith(s + "_")), None)
+        if found is None:
             raise ConfigError(name, "environment", f"unknown section (known: {', '.join(SPEC)})")
+        section = found
         key = rest[len(section) + 1:]
         setting = SPEC[section].get(key)
         if setting is None:

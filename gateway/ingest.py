@@ -2,7 +2,7 @@
 
 Failure contract:
 - The first connect and every later outage are handled by paho's own reconnect loop
-  (`connect_async` + `loop_start`, backoff 0.5-10 s); subscriptions are renewed in `on_connect`.
+  (`connect_async` + `loop_start`, backoff 1-10 s); subscriptions are renewed in `on_connect`.
 - The paho network thread only parses and validates (`protocol.parse_message` plus the gateway's
   range checks) and hands each message to the writer thread through a queue; it never touches
   the disk and never blocks. The broker bounds that queue: it has at most Receive Maximum
@@ -138,11 +138,11 @@ class Ingest:
 
     # ---- lifecycle ----
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.session_expiry_s
         props.ReceiveMaximum = self.receive_maximum
         self._writer.start()
-        self.client.reconnect_delay_set(0.5, 10)
+        self.client.reconnect_delay_set(1, 10)
         self.client.connect_async(self.host, self.port, keepalive=self._keepalive, clean_start=False,
                                   properties=props)
         rc = self.client.loop_start()
@@ -226,7 +226,7 @@ class Ingest:
                 return False
             props = None
             if expiry_s is not None:
-                props = Properties(PacketTypes.PUBLISH)
+                props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
                 props.MessageExpiryInterval = expiry_s
             info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=props)
             if info.rc != paho.MQTT_ERR_SUCCESS:

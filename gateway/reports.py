@@ -112,7 +112,7 @@ def publishable(report: dict[str, Any]) -> bytes:
     """The MQTT form: the whole report if it fits the contract's payload limit, else trimmed
     (long fever and gap lists cut, with counts; the files and the HTTP API hold everything)."""
     try:
-        return protocol.encode(protocol.validate(protocol.REPORT, dict(report)))
+        return bytes(protocol.encode(protocol.validate(protocol.REPORT, dict(report))))
     except protocol.ProtocolError:
         pass
     small = dict(report)
@@ -124,12 +124,12 @@ def publishable(report: dict[str, Any]) -> bytes:
     small["data_gaps"] = gaps
     small["trimmed"] = True
     try:
-        return protocol.encode(small)
+        return bytes(protocol.encode(small))
     except protocol.ProtocolError:
         small["kiosks"] = {k: {"uptime_pct": v["uptime_pct"], "events": v["events"]} for k, v in report["kiosks"].items()}
         small["fevers"] = []
         gaps["seq_gaps"], gaps["offline"] = [], []
-        return protocol.encode(small)
+        return bytes(protocol.encode(small))
 
 
 def to_csv(report: dict[str, Any]) -> str:

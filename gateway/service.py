@@ -49,10 +49,10 @@ def alert_payload(alert: dict[str, Any], local: LocalTime) -> bytes:
             "kiosk": alert["kiosk"], "state": alert["state"], "checkpoint": alert["checkpoint"],
             "time": local.format(alert["ts_ms"]), "repeat": alert.get("repeats", 0), "context": alert["context"]}
     try:
-        return protocol.encode(protocol.validate(protocol.ALERT, body))
+        return bytes(protocol.encode(protocol.validate(protocol.ALERT, body)))
     except protocol.ProtocolError:  # a huge context (a big thermal patch): send it without the patch
         body["context"] = {k: v for k, v in alert["context"].items() if k != "roi"}
-        return protocol.encode(body)
+        return bytes(protocol.encode(body))
 
 
 class Gateway:
@@ -282,6 +282,9 @@ class Gateway:
         ts = req.get("ts_ms", now)
         if not isinstance(ts, int) or isinstance(ts, bool) or not now - 7 * DAY_MS <= ts <= now + 60_000:
             raise RequestError("ts_ms", "Unix ms within the last 7 days")
+        result = req.get("result")
+        if not isinstance(result, str):
+            raise RequestError("result", "one of " + ", ".join(protocol.MANUAL_RESULTS))
         operator = req.get("operator")
         if not isinstance(operator, str) or not operator.strip():
             raise RequestError("operator", "name who screened")
@@ -289,16 +292,16 @@ class Gateway:
         if temp is not None and (not isinstance(temp, (int, float)) or isinstance(temp, bool) or not 25 <= temp <= 45):
             raise RequestError("temp_c", "a body temperature 25..45 degC, or null")
         try:
-            body, result = self.store.record_manual(
-                checkpoint, lane, req.get("dir", "in"), req.get("result"), req.get("temp_c"), operator.strip()[:64],
+            body, written = self.store.record_manual(
+                checkpoint, lane, req.get("dir", "in"), result, temp, operator.strip()[:64],
                 ts, now, holder_ref=req.get("holder_ref"), color=req.get("color", "none"),
                 note=str(req.get("note", ""))[:500], kiosk_hint=req.get("kiosk"))
         except protocol.ProtocolError as err:
             raise RequestError(err.reason, err.detail or str(err)) from None
-        for alert in result.alerts:
+        for alert in written.alerts:
             self.publish_alert(alert)
         return {"event": [checkpoint, protocol.GATEWAY_ID, body["epoch"], body["seq"]], "body": body,
-                "alerts": [a["id"] for a in result.alerts]}
+                "alerts": [a["id"] for a in written.alerts]}
 
     # ---- health ----
     def health(self) -> dict[str, Any]:
