@@ -1,4 +1,9 @@
-"""A simulated checkpoint: kiosks running the unmodified firmware in-process, and their crowds."""
+"""A simulated checkpoint: kiosks running the unmodified firmware, and their crowds.
+
+Kiosks run in-process under CPython, or (`micropython=N`: the first N) as real MicroPython
+processes whose boards reach their SimBoards over the bridge (sim/bridge); the ledger, the
+outputs and progress() work the same for both.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -10,6 +15,7 @@ from typing import Any
 
 from kiosk.app import App
 from sim.board.board import SimBoard
+from sim.bridge.kiosk_process import KioskProcess
 from sim.crowd import Crowd, LaneView
 from sim.passes import Issuer
 
@@ -26,6 +32,7 @@ class KioskSim:
     view: LaneView
     crowd: Crowd
     app: App | None = None
+    proc: KioskProcess | None = None  # set for a kiosk running as a MicroPython process
     task: asyncio.Task[Any] | None = None
     truth: list[dict[str, Any]] = field(default_factory=list)
 
@@ -38,12 +45,15 @@ def lane_layout(n_kiosks: int) -> list[tuple[str, str, str]]:
 class Checkpoint:
     def __init__(self, checkpoint: str, n_kiosks: int, seed: int, broker_port: int, run_dir: Path,
                  keepalive_s: int = 10, rate_per_h: float = DEFAULT_RATE_PER_H, air_c: float = 18.0,
-                 telemetry_s: int = 5, fast_frames: bool = False, warmup_ms: int = 3000) -> None:
+                 telemetry_s: int = 5, fast_frames: bool = False, warmup_ms: int = 3000,
+                 micropython: int = 0) -> None:
         self.checkpoint = checkpoint
         self.rate_per_h = rate_per_h
         self.fast_frames = fast_frames
         self.issuer = Issuer("sim-issuer", seed=random.Random(seed).randbytes(32))
         self.kiosks: list[KioskSim] = []
+        self.run_dir = run_dir
+        self.micropython = micropython
         self._feeders: list[asyncio.Task[None]] = []
         for i, (kiosk, lane, direction) in enumerate(lane_layout(n_kiosks)):
             view = LaneView(air_c=air_c, seed=seed * 1000 + i)
@@ -56,9 +66,14 @@ class Checkpoint:
             self.kiosks.append(KioskSim(kiosk, lane, direction, board, view, Crowd(seed * 7919 + i, self.issuer)))
 
     async def start(self) -> None:
-        for k in self.kiosks:
-            if not self.fast_frames:
+        for i, k in enumerate(self.kiosks):
+            upy = i < self.micropython  # the bridge has no frame-level fast path: register level always
+            if upy or not self.fast_frames:
                 self._feeders.append(asyncio.create_task(self._feed_scene(k)))
+            if upy:
+                k.proc = KioskProcess(k.board, self.run_dir / "kiosks" / f"{k.kiosk}.micropython.log", kiosk=k.kiosk)
+                await asyncio.to_thread(k.proc.start)
+                continue
             k.app = App(k.board)
             k.task = asyncio.create_task(k.app.run())
 
@@ -90,7 +105,11 @@ class Checkpoint:
             k.view.leave()
 
     async def stop(self, drain_s: float = 15.0) -> None:
-        await asyncio.gather(*(k.app.stop(drain_s) for k in self.kiosks if k.app))
+        await asyncio.gather(*(k.app.stop(drain_s) for k in self.kiosks if k.app),
+                             *(asyncio.to_thread(k.proc.stop, True, drain_s + 5) for k in self.kiosks if k.proc))
+        for k in self.kiosks:
+            if k.proc:
+                k.proc.close()
         for task in self._feeders:
             task.cancel()
         for k in self.kiosks:
@@ -104,5 +123,7 @@ class Checkpoint:
         people = sum(len(k.truth) for k in self.kiosks)
         events = sum(len(k.board.ledger) for k in self.kiosks)
         queued = sum(k.app.outbox.depth() for k in self.kiosks if k.app)
+        queued += sum(k.proc.state().get("outbox", 0) for k in self.kiosks if k.proc)
         up = sum(1 for k in self.kiosks if k.app and k.app.link.connected)
+        up += sum(1 for k in self.kiosks if k.proc and k.proc.alive and k.proc.state().get("connected"))
         return {"people": people, "events": events, "queued": queued, "kiosks_up": up}
