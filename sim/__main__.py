@@ -17,7 +17,7 @@ from sim.services import http_json, start_gateway, stop_process
 
 async def run_checkpoint(args: argparse.Namespace, run_dir: Path, broker_port: int, http_port: int) -> int:
     cp = Checkpoint(args.checkpoint, args.kiosks, args.seed, broker_port, run_dir, keepalive_s=args.keepalive,
-                    air_c=args.air, rate_per_h=args.rate)
+                    air_c=args.air, rate_per_h=args.rate, micropython=args.micropython)
     await cp.start()
     traffic = asyncio.create_task(cp.traffic(args.duration))
     started = time.monotonic()
@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--air", type=float, default=22.0,
                    help="air temperature at the lanes in degC (default 22: inside the calibration data; try -10)")
     p.add_argument("--rate", type=float, default=720, help="arrivals per hour per kiosk (default 720)")
+    p.add_argument("--micropython", type=int, default=0, metavar="N",
+                   help="run the first N kiosks as real MicroPython processes through the bridge (default 0)")
     p.add_argument("--run-dir", help="where broker, gateway and kiosk files go (default: a new temp dir)")
     p.add_argument("--http-port", type=int, default=0, help="gateway API port (default: a free one)")
     p.add_argument("--progress-every", type=float, default=5.0)
