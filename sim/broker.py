@@ -68,6 +68,8 @@ class Broker:
             "max_inflight_messages 200",
             # Queue for a gateway that restarts: a busy checkpoint makes ~1 event/s per lane.
             "max_queued_messages 100000",
+            # A verdict must come back within ~300 ms: Nagle's algorithm alone costs ~40 ms a hop.
+            "set_tcp_nodelay true",
             f"log_dest file {self.log}",
             "log_type error",
             "log_type warning",
