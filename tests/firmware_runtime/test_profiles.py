@@ -119,3 +119,15 @@ def test_cli_exit_code(tmp_path: Any, capsys: Any) -> None:
     path.write_text(json.dumps(bad))
     assert profiles.main([str(path)]) == 1
     assert "GPIO7 is wired to the module's SPI flash" in capsys.readouterr().out
+
+
+def test_hardware_docs_cover_every_board() -> None:
+    import xml.etree.ElementTree as ET
+    root = profiles.BOARDS.parent
+    readme = (root / "README.md").read_text()
+    for path in profiles.shipped():
+        assert f"`{path.stem}`" in readme, path.stem
+    for part in ("MLX90640ESF-BAB", "SHT31", "GM65", "WS2812B", "SSD1306", "PS1240P02BT", "IRM-10-5"):
+        assert part in readme, part
+    svg = ET.parse(root / "wiring.svg").getroot()
+    assert svg.tag.endswith("svg")
