@@ -140,6 +140,10 @@ class App:
 
     def _on_message(self, topic_name, payload):
         try:
+            if protocol.parse_topic(topic_name)[2] == protocol.CMD:
+                # The command journal validates by itself, so even an unknown verb gets its refusal.
+                self._on_command(payload)
+                return
             _, _, channel, body = protocol.parse_message(topic_name, payload)
         except protocol.ProtocolError as err:
             self.rejected_messages += 1
@@ -149,8 +153,6 @@ class App:
             self._on_verdict(body)
         elif channel == protocol.CONFIG:
             self._on_config(body["settings"])
-        elif channel == protocol.CMD:
-            self._on_command(body)
 
     def _on_config(self, settings):
         """The gateway's desired settings: applied all or nothing, or rejected with reasons."""
@@ -165,8 +167,8 @@ class App:
             topic, payload = self._birth()  # the applied hash, for the gateway's fleet view
             self.link.send(topic, payload, 1, retain=True)
 
-    def _on_command(self, body):
-        ack, action = self.commands.handle(body, self.clock.time_ms())
+    def _on_command(self, payload):
+        ack, action = self.commands.handle(payload, self.clock.time_ms())
         if ack is not None:
             self.link.send(self._topic(protocol.ACK), protocol.encode(ack), 1)
         if action is None:
