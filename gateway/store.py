@@ -148,6 +148,7 @@ class Accepted:
     channel: str
     body: dict[str, Any]
     received_ms: int
+    raw: str | None = None  # the payload text, when it is exactly `body` (saves re-encoding events)
 
 
 @dataclass(frozen=True)
@@ -700,7 +701,7 @@ class SQLiteStore(Queries):
             "INSERT OR IGNORE INTO events (checkpoint, kiosk, epoch, seq, type, result, lane, dir, ts_ms, ts_source,"
             " received_ms, body, holder_ref, code_kind, code_color, temp_c) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (cp, kiosk, body["epoch"], body["seq"], etype, body.get("result"), body["lane"], body["dir"], ts_ms,
-             "kiosk" if ts is not None else "received", item.received_ms, _dumps(body),
+             "kiosk" if ts is not None else "received", item.received_ms, item.raw if item.raw is not None else _dumps(body),
              code.get("holder_ref") if isinstance(code.get("holder_ref"), str) else None,
              code.get("kind"), code.get("color"), temp if isinstance(temp, (int, float)) else None))
         if cur.rowcount != 1:
@@ -721,8 +722,9 @@ class SQLiteStore(Queries):
             made = self.raise_alert(alert_id, cp, kiosk, kind, ts_ms, item.received_ms, ctx)
             if made:
                 alerts.append(made)
-        self._db.execute("UPDATE kiosks SET last_seen_ms = max(last_seen_ms, ?) WHERE checkpoint=? AND kiosk=?",
-                         (item.received_ms, cp, kiosk))
+        key = (cp, kiosk)
+        if acc.seen.get(key, 0) < item.received_ms:
+            acc.seen[key] = item.received_ms
         return True
 
     def _account(self, item: Accepted, ts_ms: int, late: bool, acc: "_Accumulator",
@@ -1055,8 +1057,12 @@ class _Accumulator:
         self.delivery: dict[tuple[str, str, str], _Delivery] = {}
         self.dirty: dict[tuple[str, str], int] = defaultdict(int)
         self.dead_letters = 0
+        self.seen: dict[tuple[str, str], int] = {}
 
     def flush(self, db: sqlite3.Connection) -> None:
+        if self.seen:
+            db.executemany("UPDATE kiosks SET last_seen_ms = max(last_seen_ms, ?) WHERE checkpoint=? AND kiosk=?",
+                           [(ms, cp, k) for (cp, k), ms in self.seen.items()])
         if self.agg:
             db.executemany("INSERT INTO agg VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(checkpoint, day, hour, kiosk, lane, dir,"
                            " metric) DO UPDATE SET n = n + excluded.n", [k + (n,) for k, n in self.agg.items()])
