@@ -6,14 +6,18 @@ sockets to a real mosquitto and the gateway.
 """
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 from gateway.store import Reader
 from kiosk import protocol
 from sim.board.i2c import nack
 from tests.bridge.rig import Rig, stored_events
 from tests.e2e.test_lwt import StatusWatcher
+from sim.broker import Broker
 from tests.services import GatewayProc, wait_until
 
 KEEPALIVE_S = 6  # Debian's mosquitto 2.0.11 checks keepalives every 5 s: see tests/e2e/test_lwt.py
@@ -104,5 +108,43 @@ def test_i2c_fault_degrades_and_recovers(tmp_path: Path, gateway: GatewayProc) -
         assert rig.proc.alive
         wait_until(lambda: [e for e in stored_events(tmp_path / "gateway.db", "k3") if e["type"] == "fault"], 10,
                    "the fault reached the gateway")
+    finally:
+        rig.close()
+
+
+def _post(port: int, path: str, body: dict[str, object]) -> Any:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(), method="POST")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def test_reboot_command_resets_and_the_supervisor_boots_it_again(tmp_path: Path, gateway: GatewayProc) -> None:
+    rig = Rig(tmp_path, gateway.broker_port, kiosk="k4", keepalive_s=KEEPALIVE_S).start()
+    try:
+        wait_until(lambda: rig.proc.state().get("connected"), 15, "online")
+        cmd = _post(gateway.http_port, "/api/commands", {"checkpoint": "cp-upy", "kiosk": "k4", "name": "reboot",
+                                                         "by": "test", "ttl_s": 60})
+        boots = wait_until(lambda: rig.events("boot")[1:], 15, "booted again after board.reset()")
+        first = rig.events("boot")[0]
+        assert boots[0]["boot"] == first["boot"] + 1 and rig.proc.boots == 2
+        assert rig.proc.server.stats.resets == 1
+        wait_until(lambda: [c for c in gateway.get("/api/commands") if c["id"] == cmd["id"] and c["state"] == "acked"],
+                   10, "the reboot acked (before acting on it)")
+        wait_until(lambda: rig.proc.state().get("connected"), 15, "online again")
+        assert rig.proc.server.stats.resets == 1 and rig.proc.boots == 2, "a redelivered reboot does not loop"
+        assert rig.proc.stop(clean=True) == 0
+    finally:
+        rig.close()
+
+
+def test_watchdog_expiry_kills_and_reboots(tmp_path: Path, broker: Broker) -> None:
+    rig = Rig(tmp_path, broker.port, kiosk="k5").start()
+    try:
+        wdt = wait_until(lambda: rig.board.watchdog if rig.board.watchdog and rig.board.watchdog.feeds else None, 15,
+                         "the firmware armed and fed its watchdog over the bridge")
+        wdt.timeout_ms = 0  # as if the firmware had stopped feeding: the supervisor resets the "chip"
+        wait_until(lambda: len(rig.events("boot")) == 2, 15, "booted again after the watchdog reset")
+        assert rig.proc.watchdog_resets == 1 and rig.proc.boots == 2
+        assert rig.events("boot")[1]["boot"] == rig.events("boot")[0]["boot"] + 1
     finally:
         rig.close()
