@@ -35,17 +35,18 @@ def load_profile(name: str) -> dict[str, Any]:
 
 
 class SimWDT:
-    def __init__(self, timeout_ms: int) -> None:
+    def __init__(self, timeout_ms: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.timeout_ms = timeout_ms
-        self.fed = time.monotonic()
+        self._clock = clock
+        self.fed = clock()
         self.feeds = 0
 
     def feed(self) -> None:
-        self.fed = time.monotonic()
+        self.fed = self._clock()
         self.feeds += 1
 
     def expired(self) -> bool:
-        return (time.monotonic() - self.fed) * 1000 > self.timeout_ms
+        return (self._clock() - self.fed) * 1000 > self.timeout_ms
 
 
 class SimBoard:
@@ -58,21 +59,21 @@ class SimBoard:
             f.write(json.dumps(config))
         self.clock = clock or SimClock()
         self.network = SimNetwork()
-        self.outputs = Outputs()
+        self.outputs = Outputs(clock=self.clock.monotonic)
         self.watchdog: SimWDT | None = None
         self.ledger: list[dict[str, Any]] = []  # ground truth: every event the firmware created
         bus = self.profile["i2c"]["sensor"]
         self.i2c_sensor = I2C(bus["id"], scl=bus["scl"], sda=bus["sda"], freq=bus.get("eeprom_hz", 400_000))
-        self.mlx = MLX90640Emulator.unit(unit_seed, mode="timed", air_c=air_c, read_emissivity=SKIN_EMISSIVITY,
-                                         read_reflected_c=air_c)
+        self.mlx = MLX90640Emulator.unit(unit_seed, mode="timed", clock=self.clock.monotonic, air_c=air_c,
+                                         read_emissivity=SKIN_EMISSIVITY, read_reflected_c=air_c)
         if factory_calibrated:
             # Each unit's offset (datasheet: up to +-1 degC) was measured against a blackbody at
             # the factory and is corrected; per-pixel spread and slow drift remain.
             self.mlx.bias_c = 0.0
-        self.air = SHT31Emulator(mode="timed", temp_c=air_c)
+        self.air = SHT31Emulator(mode="timed", clock=self.clock.monotonic, temp_c=air_c)
         self.i2c_sensor.attach(self.mlx)
         self.i2c_sensor.attach(self.air)
-        self._fast = FrameSensor(fast_frames) if fast_frames is not None else None
+        self._fast = FrameSensor(fast_frames, clock=self.clock.monotonic) if fast_frames is not None else None
         if self._fast is not None:
             self.thermal_sensor = lambda: self._fast  # the app checks for this attribute
         baud = self.profile["uart"]["scanner"]["baud"]
@@ -98,7 +99,7 @@ class SimBoard:
         return await self.network.open_connection(host, port)
 
     def wdt(self, timeout_ms: int) -> SimWDT:
-        self.watchdog = SimWDT(timeout_ms)
+        self.watchdog = SimWDT(timeout_ms, self.clock.monotonic)
         return self.watchdog
 
     def led(self, rgb: tuple[int, int, int]) -> None:

@@ -2,20 +2,29 @@
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 
 class SimClock:
-    """ticks_ms wraps like MicroPython's (30-bit on ESP32) so ticks_diff bugs show up in tests."""
+    """ticks_ms wraps like MicroPython's (30-bit on ESP32) so ticks_diff bugs show up in tests.
+
+    `monotonic` and `wall` are the time sources (seconds): the host's by default, or a virtual
+    clock (sim.vtime) for accelerated runs; `sleep` is what a blocking sleep_ms does.
+    """
 
     TICKS_PERIOD = 1 << 30
 
-    def __init__(self, synced: bool = True, offset_ms: int = 0) -> None:
-        self._t0 = time.monotonic()
+    def __init__(self, synced: bool = True, offset_ms: int = 0, *, monotonic: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.monotonic = monotonic
+        self._wall = wall
+        self._sleep = sleep
+        self._t0 = monotonic()
         self.synced = synced
         self.offset_ms = offset_ms  # lets a test start ticks near the wrap point
 
     def ticks_ms(self) -> int:
-        return (int((time.monotonic() - self._t0) * 1000) + self.offset_ms) % self.TICKS_PERIOD
+        return (int((self.monotonic() - self._t0) * 1000) + self.offset_ms) % self.TICKS_PERIOD
 
     def ticks_diff(self, a: int, b: int) -> int:
         half = self.TICKS_PERIOD // 2
@@ -26,8 +35,8 @@ class SimClock:
 
     def time_ms(self) -> int | None:
         """UTC Unix ms once the clock is synced (NTP or the gateway), else None."""
-        return int(time.time() * 1000) if self.synced else None
+        return int(self._wall() * 1000) if self.synced else None
 
     def sleep_ms(self, ms: int) -> None:
         """Blocking, as MicroPython's time.sleep_ms: drivers use it for sub-millisecond waits only."""
-        time.sleep(ms / 1000)
+        self._sleep(ms / 1000)

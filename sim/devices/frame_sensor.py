@@ -12,10 +12,12 @@ from typing import Callable, Sequence
 
 
 class FrameSensor:
-    def __init__(self, render: Callable[[], Sequence[float]], frame_hz: float = 4.0, chip_ta: float = 30.0) -> None:
+    def __init__(self, render: Callable[[], Sequence[float]], frame_hz: float = 4.0, chip_ta: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._render = render
+        self._clock = clock  # seconds; a virtual clock in accelerated runs
         self._period = 1.0 / frame_hz  # 8 Hz subpages in chess mode = 4 full frames/s
-        self._next = time.monotonic()
+        self._next = clock()
         self.ta = chip_ta
         self.vdd = 3.3
         self.fail_with: Exception | None = None
@@ -24,7 +26,7 @@ class FrameSensor:
     def poll(self, frame, pixels=None) -> bool:  # type: ignore[no-untyped-def]
         if self.fail_with is not None:
             raise self.fail_with
-        now = time.monotonic()
+        now = self._clock()
         if now < self._next:
             return False
         self._next = max(self._next + self._period, now - self._period)
