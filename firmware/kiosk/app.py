@@ -29,6 +29,8 @@ AIR_PERIOD_S = 10
 SENSOR_RETRY_S = 5
 WATCHDOG_MS = 8000
 STALL_MS = 5000  # a task that has not looped for this long is stuck: stop feeding the watchdog
+STALL_FRAMES = 4  # no full frame for this many frame periods: the sensor has stopped measuring
+RECOVERED_FRAMES = 8  # good frames in a row before a sensor fault is reported cleared
 
 
 class Uptime:
@@ -256,12 +258,14 @@ class App:
 
     async def _sensor_task(self):
         period = 1.0 / (2 * self.cfg["frame_hz"])  # one subpage
+        last_frame = self.uptime.ms()
+        good_frames = 0
         while not self._stopping:
             self._alive["sensor"] = self.uptime.ms()
             if self.sensor is None:
                 try:
                     self.sensor = self._open_sensor()
-                    self.clear("sensor")
+                    last_frame = self.uptime.ms()
                 except Exception as err:  # noqa: BLE001 - a dead sensor degrades, never stops, the kiosk
                     self.fault("sensor", "cannot start: " + repr(err))
                     self.ui.set("manual screening")
@@ -269,12 +273,21 @@ class App:
                     continue
             try:
                 ready = self.sensor.poll(self.frame)
+                now = self.uptime.ms()
+                if ready:
+                    last_frame = now
+                elif now - last_frame > STALL_FRAMES * 2000 * period:
+                    raise OSError("no new frame for %d ms (data-ready stuck?)" % (now - last_frame))
             except Exception as err:  # noqa: BLE001
                 self.fault("sensor", repr(err))
                 self.ui.set("manual screening")
                 self.sensor = None
+                good_frames = 0
                 continue
             if ready:
+                good_frames += 1
+                if good_frames == RECOVERED_FRAMES:
+                    self.clear("sensor")
                 self._on_frame()
             # Poll at twice the subpage rate: a frame is never late by more than half a subpage.
             await asyncio.sleep(period / 2)
