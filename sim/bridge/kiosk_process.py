@@ -11,8 +11,10 @@ The process imports the firmware as bytecode (firmware/kiosk + upy_board compile
 sim/bridge) and runs with `-X heapsize=HEAP`, its cwd the board's flash folder. Heap measured on
 this 64-bit unix port (objects ~1.5-2x an ESP32's): the App with the MLX90640 driver on the bridged
 bus runs in 256k from bytecode (224k: the driver's calibration no longer fits; from source ~512k,
-the compiler's transient allocations); the default 512k is 2x headroom. stdout and stderr go to
-`log_path`. A supervisor thread boots the process again after board.reset() (exit
+the compiler's transient allocations), but at 256k re-opening the sensor after an I2C fault fails
+on fragmentation (MemoryError for 3 KiB with ~50 KiB free) and the kiosk stays on manual screening:
+recovery needs 320k. The default 512k is headroom over that; KIOSK_HEAP overrides it. stdout and
+stderr go to `log_path`. A supervisor thread boots the process again after board.reset() (exit
 code 75) and, like the chip's watchdog, kills and reboots it when the firmware stops feeding
 (never while frozen: a frozen process models a dead network, not a dead CPU).
 """
@@ -79,7 +81,7 @@ def micropython_binary() -> str:
 
 
 class KioskProcess:
-    def __init__(self, board: Any, log_path: Path, *, kiosk: str = "kiosk", heap: str = DEFAULT_HEAP,
+    def __init__(self, board: Any, log_path: Path, *, kiosk: str = "kiosk", heap: str | None = None,
                  server: BridgeServer | None = None, supervise: bool = True, compiled: bool = True) -> None:
         fs_root = getattr(board.fs, "root", None)
         if fs_root is None:
@@ -88,7 +90,7 @@ class KioskProcess:
         self.fs_root = Path(fs_root)
         self.log_path = Path(log_path)
         self.kiosk = kiosk
-        self.heap = heap
+        self.heap = heap or os.environ.get("KIOSK_HEAP") or DEFAULT_HEAP  # KIOSK_HEAP=256k: try a smaller chip
         self.server = server or BridgeServer(board)
         self.proc: subprocess.Popen[bytes] | None = None
         self.boots = 0
