@@ -52,7 +52,8 @@ class Bridge:
     def __init__(self, address, timeout_s=5):
         if address.startswith("unix:"):
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.connect(address[5:])
+            # The unix port takes a raw sockaddr: struct sockaddr_un (native u16 family, path, NUL).
+            self.sock.connect(struct.pack("H", socket.AF_UNIX) + address[5:].encode() + b"\0")
         else:
             host, port = address.rsplit(":", 1)
             self.sock = socket.socket()

@@ -9,6 +9,8 @@ import struct
 import time
 from pathlib import Path
 
+import pytest
+
 from sim.board.board import SimBoard
 from sim.bridge import server as proto
 from sim.bridge.kiosk_process import compile_firmware
@@ -92,9 +94,10 @@ def test_stalled_garbage_and_unknown_requests(tmp_path: Path) -> None:
         assert time.monotonic() - started < 3
 
 
-def test_round_trip_latency_from_micropython(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["tcp", "unix"])
+def test_round_trip_latency_from_micropython(tmp_path: Path, transport: str) -> None:
     board = SimBoard(tmp_path / "flash", CONFIG)
-    server = BridgeServer(board).start()
+    server = BridgeServer(board, unix_path=tmp_path / "bridge.sock" if transport == "unix" else None).start()
     script = """
 import time
 from upy_board import BridgeBoard
@@ -118,6 +121,6 @@ board.bye()
     finally:
         server.close()
     us = {k: float(v) for k, v in (line.split() for line in out.splitlines())}
-    print(f"bridge round trip from MicroPython: uart.any {us['any']:.0f} us, 2-byte register read "
+    print(f"bridge round trip from MicroPython over {transport}: uart.any {us['any']:.0f} us, 2-byte register read "
           f"{us['status']:.0f} us, 1664-byte RAM read {us['ram']:.0f} us (emulator work included)")
     assert us["any"] < 1000 and us["status"] < 1000
