@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import getpass
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -48,11 +49,13 @@ def wait_for_port(port: int, timeout_s: float, proc: subprocess.Popen[bytes] | N
 class Broker:
     """`with Broker(dir) as b:` starts mosquitto on a free port; `b.port`; `restart()` keeps the port."""
 
-    def __init__(self, workdir: Path, port: int | None = None, persistence: bool = True) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, persistence: bool = True,
+                 extra_conf: list[str] | None = None) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.persistence = persistence
+        self.extra_conf = extra_conf or []  # e.g. an acl_file line for authorisation tests
         self.proc: subprocess.Popen[bytes] | None = None
         self.conf = self.workdir / "mosquitto.conf"
         self.log = self.workdir / "mosquitto.log"
@@ -77,6 +80,7 @@ class Broker:
             "log_timestamp_format %H:%M:%S",
             "connection_messages true",
         ]
+        lines += self.extra_conf
         if self.persistence:
             lines += ["persistence true", f"persistence_location {self.workdir}/", "autosave_interval 1"]
         self.conf.write_text("\n".join(lines) + "\n")
@@ -101,6 +105,15 @@ class Broker:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+    def freeze(self) -> None:
+        """SIGSTOP: the broker stops answering (no PUBACK, no PINGRESP) but its sockets stay open."""
+        if self.proc:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self.proc:
+            self.proc.send_signal(signal.SIGCONT)
 
     def restart(self) -> None:
         self.stop()
