@@ -86,6 +86,7 @@ SPEC: dict[str, dict[str, Setting]] = {
     "commands": {"default_ttl_s": Setting(int, 1, 7 * 86400)},
     "report": {"at": Setting(str, check=_hhmm), "directory": Setting(str, check=_nonempty),
                "gap_min_s": Setting(int, 60, 86400)},
+    "summary": {"every_s": Setting(int, 0, 3600)},
     "retention": {"days": Setting(int, 1, 3650), "at": Setting(str, check=_hhmm)},
 }
 

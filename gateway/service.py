@@ -78,6 +78,7 @@ class Gateway:
         self.publisher: Publisher | None = publisher or self.ingest
         self.report_dir = Path(cfg.report["directory"])
         self._purged_day: str | None = None
+        self._summary_ms = 0
         self._reissued: dict[tuple[str, str], int] = {}
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
@@ -144,7 +145,24 @@ class Gateway:
             if purged:
                 done["purged"] = purged
             self._republish()
+            self._summary_due(now)
             return done
+
+    def _summary_due(self, now: int) -> None:
+        every = self.cfg.summary["every_s"] * 1000
+        if not every or now - self._summary_ms < every or self.publisher is None:
+            return
+        self._summary_ms = now
+        today = self.local.day(now)
+        online: dict[str, int] = {}
+        for k in self.store.fleet(now, self.cfg.alerts["offline_after_s"] * 1000):
+            online[k["checkpoint"]] = online.get(k["checkpoint"], 0) + int(k["online"])
+        for cp in self.store.checkpoints():
+            day = self.store.aggregates(cp, today)
+            body = {"v": protocol.VERSION, "ts": now, "day": today, "counts": day["total"],
+                    "lanes": day["lanes"], "kiosks_online": online.get(cp, 0)}
+            self.publisher.publish(protocol.gateway_topic(cp, protocol.SUMMARY),
+                                   bytes(protocol.encode(protocol.validate(protocol.SUMMARY, body))), qos=1, retain=True)
 
     def _republish(self) -> None:
         if self.publisher is None or (self.ingest is not None and not self.ingest.ready.is_set()):

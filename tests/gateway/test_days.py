@@ -205,3 +205,15 @@ def test_retention_purges_personal_records_keeps_aggregates(day: tuple[Gateway, 
     alert = g.store.alerts()[0]
     assert "holder_ref" not in alert["context"]["code"], "alert context scrubbed"
     assert g.store.delivery(CP)[0]["received"] == 2, "delivery counters stay"
+
+
+def test_live_summary_published_retained(day: tuple[Gateway, ManualClock, FakePublisher]) -> None:
+    g, clock, pub = day
+    feed(g, clock, CP, "k1", "status", online(), T0)
+    feed(g, clock, CP, "k1", "event", screening(0, T0, "pass"), T0)
+    g.tick(T0 + 1000)
+    summary = [(t, b, r) for t, b, r in pub.sent if t.endswith("/summary")]
+    assert summary and summary[0][2] is True
+    assert summary[0][1]["counts"]["screened"] == 1 and summary[0][1]["kiosks_online"] == 1
+    g.tick(T0 + 2000)
+    assert len([t for t, _, _ in pub.sent if t.endswith("/summary")]) == 1, "every 10 s, not every tick"

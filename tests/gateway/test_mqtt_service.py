@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
@@ -202,3 +203,30 @@ def test_config_defaults_reach_the_service(tmp_path: Path) -> None:
     g = Gateway(cfg, with_mqtt=False)
     assert g.health()["mqtt_connected"] is False and os.path.exists(cfg.store["path"])
     g.stop()
+
+
+def test_delivery_report_and_bad_requests_over_http(gw: tuple[Gateway, int], broker: Broker) -> None:
+    g, port = gw
+    kiosk = Publisher(broker.port, "k5")
+    now = g.clock.now_ms()
+    for seq in (0, 1, 4):
+        kiosk.publish(protocol.topic(CP, "k5", protocol.EVENT), protocol.encode(screening(seq, now)))
+    wait_until(lambda: g.store.event_count() == 3, 10, "events")
+    delivery = http(port, f"/api/delivery?checkpoint={CP}")[1]
+    assert delivery[0]["missing"] == 2
+    assert http(port, f"/api/delivery/gaps?checkpoint={CP}&kiosk=k5&epoch=e1")[1] == [[2, 3]]
+    day = g.local.day(now)
+    status, report = http(port, f"/api/reports/{CP}/{day}", {})
+    assert status == 200 and report["version"] == 1 and report["data_gaps"]["possibly_lost"] == 2
+    assert http(port, f"/api/reports/{CP}/{day}")[1]["version"] == 1
+    assert http(port, f"/api/reports?checkpoint={CP}")[1][0]["day"] == day
+    assert http(port, f"/api/aggregates?checkpoint={CP}")[1]["total"]["screened"] == 3
+    assert http(port, "/api/nothing")[0] == 404
+    assert http(port, "/api/trace/contacts?checkpoint=x")[0] == 400
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/manual", data=b"{not json", method="POST")
+    try:
+        urllib.request.urlopen(req, timeout=5)
+        raise AssertionError("accepted a bad body")
+    except urllib.error.HTTPError as err:
+        assert err.code == 400
+    kiosk.close()
