@@ -42,7 +42,7 @@ BRIDGE_DIR = Path(__file__).resolve().parent
 DEFAULT_HEAP = "512k"  # measured minimum 256k (bytecode imports); 2x headroom
 EXIT_RESET = 75
 
-_live: "weakref.WeakSet[KioskProcess]" = weakref.WeakSet()
+_live: weakref.WeakSet[KioskProcess] = weakref.WeakSet()
 
 
 def compile_firmware(cache: Path | None = None) -> Path:
@@ -105,7 +105,7 @@ class KioskProcess:
 
     # ---- life cycle -----------------------------------------------------------------------
 
-    def start(self) -> "KioskProcess":
+    def start(self) -> KioskProcess:
         self.server.start()
         self._stopping = False
         self._spawn()
@@ -120,7 +120,7 @@ class KioskProcess:
             self.server.reset_control()
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             if self._log is None:
-                self._log = open(self.log_path, "ab")
+                self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept across reboots; close()
             self._log.write(f"--- boot {self.boots + 1} at {time.strftime('%H:%M:%S')}\n".encode())
             self._log.flush()
             env = dict(os.environ, MICROPYPATH=":".join([str(p) for p in self.path] + [".frozen"]))
@@ -226,5 +226,5 @@ def _kill_leftovers() -> None:
     for kp in list(_live):
         try:
             kp.close()
-        except Exception:  # noqa: BLE001 - best effort at interpreter exit
+        except Exception:  # noqa: BLE001, S110 - best effort at interpreter exit
             pass

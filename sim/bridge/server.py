@@ -56,9 +56,10 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 HELLO = 0x01
 I2C_INIT, I2C_XFER, I2C_SCAN = 0x10, 0x11, 0x12
@@ -150,7 +151,7 @@ class BridgeServer:
     def client_connected(self) -> bool:
         return bool(self._conns)
 
-    def start(self) -> "BridgeServer":
+    def start(self) -> BridgeServer:
         if self._accepter is None:
             self._accepter = threading.Thread(target=self._accept_loop, name="bridge-accept", daemon=True)
             self._accepter.start()
@@ -184,7 +185,7 @@ class BridgeServer:
         while not self._closing.is_set():
             try:
                 conn, _ = self._listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -247,7 +248,7 @@ class BridgeServer:
                 raise _Dropped("server closing")
             try:
                 chunk = conn.recv(n - len(buf))
-            except socket.timeout:
+            except TimeoutError:
                 if idle_ok and not buf:
                     return None
                 if time.monotonic() > deadline:
@@ -273,7 +274,7 @@ class BridgeServer:
             return code, str(err).encode()
         except _NoneResult:
             return NONE, b""
-        except Exception as err:  # noqa: BLE001 - a bad request or an emulator bug must not stop the server
+        except Exception as err:
             log.exception("bridge %s: op 0x%02X failed", self.kiosk, op)
             return errno.EIO, repr(err).encode()[:200]
 

@@ -12,8 +12,8 @@ import io
 import os
 import sys
 
-from upy_board import BridgeBoard
 from kiosk.app import App
+from upy_board import BridgeBoard
 
 REPORT_S = 0.2
 
@@ -39,7 +39,7 @@ async def supervise(app, board):
             break
     try:
         await asyncio.wait_for(run, 5)
-    except Exception:  # noqa: BLE001 - cancelled or timed out: we are leaving anyway
+    except Exception:  # noqa: BLE001, S110 - cancelled or timed out: we are leaving anyway
         pass
     board.report(_state(app))
 

@@ -35,7 +35,7 @@ class Rig:
             self.board.set_scene(self.view.render(), self.air_c)
             self._stop.wait(SUBPAGE_S)
 
-    def start(self) -> "Rig":
+    def start(self) -> Rig:
         self.board.set_scene(self.view.render(), self.air_c)
         self._feeder.start()
         self.proc.start()

@@ -12,12 +12,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from gateway.store import Reader
 from kiosk import protocol
+
+from gateway.store import Reader
 from sim.board.i2c import nack
+from sim.broker import Broker
 from tests.bridge.rig import Rig, stored_events
 from tests.e2e.test_lwt import StatusWatcher
-from sim.broker import Broker
 from tests.services import GatewayProc, wait_until
 
 KEEPALIVE_S = 6  # Debian's mosquitto 2.0.11 checks keepalives every 5 s: see tests/e2e/test_lwt.py
