@@ -51,6 +51,8 @@ async def run_checkpoint(args: argparse.Namespace, run_dir: Path, broker_port: i
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.scenario:
+        return run_scenario_file(args)
     run_dir = Path(args.run_dir) if args.run_dir else Path(tempfile.mkdtemp(prefix="checkpoint-"))
     run_dir.mkdir(parents=True, exist_ok=True)
     print(f"simulated checkpoint {args.checkpoint}: {args.kiosks} kiosks, {args.duration:.0f} s, seed {args.seed}; "
@@ -64,13 +66,38 @@ def run(args: argparse.Namespace) -> int:
             stop_process(gateway)
 
 
+def run_scenario_file(args: argparse.Namespace) -> int:
+    from sim import scenario
+    from sim.runner import run_scenario
+
+    try:
+        sc = scenario.load(args.scenario)
+    except (scenario.ScenarioError, OSError) as err:
+        print(f"bad scenario: {err}", file=sys.stderr)
+        return 2
+    if args.seed_given is not None:
+        sc.seed = args.seed_given
+    run_dir = Path(args.run_dir) if args.run_dir else Path(tempfile.mkdtemp(prefix=f"scenario-{sc.name}-"))
+    accelerated = not args.realtime
+    print(f"{scenario.describe(sc)}; {'accelerated' if accelerated else 'real time'}; files in {run_dir}", flush=True)
+    result = run_scenario(sc, run_dir, accelerated=accelerated, http_port=args.http_port)
+    return 0 if result.ok else 1
+
+
+def compare_cmd(args: argparse.Namespace) -> int:
+    from sim import compare
+
+    return compare.main(args.truth, args.db)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sim", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="run a checkpoint: private mosquitto, gateway, kiosks, crowd")
     p.add_argument("--duration", type=float, default=60, help="seconds of traffic (default 60)")
     p.add_argument("--kiosks", type=int, default=4, help="kiosks, two per lane (in and out); default 4")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=None, dest="seed_given",
+                   help="random seed (default 1; with --scenario: the scenario's own)")
     p.add_argument("--checkpoint", default="cp-demo", help="checkpoint id")
     p.add_argument("--keepalive", type=int, default=10, help="kiosk MQTT keepalive in s")
     p.add_argument("--air", type=float, default=22.0,
@@ -81,8 +108,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-dir", help="where broker, gateway and kiosk files go (default: a new temp dir)")
     p.add_argument("--http-port", type=int, default=0, help="gateway API port (default: a free one)")
     p.add_argument("--progress-every", type=float, default=5.0)
+    p.add_argument("--scenario", metavar="FILE", help="run a scenario file (sim/scenarios/*.toml) instead")
+    speed = p.add_mutually_exclusive_group()
+    speed.add_argument("--accelerated", action="store_true", help="with --scenario: virtual time (the default)")
+    speed.add_argument("--realtime", action="store_true", help="with --scenario: real time")
     p.set_defaults(func=run)
+    c = sub.add_parser("compare", help="ground truth (truth.jsonl) against a gateway store: delivery and accuracy")
+    c.add_argument("--truth", required=True, help="truth.jsonl written by a scenario run")
+    c.add_argument("--db", required=True, help="the gateway's SQLite store (gateway.db)")
+    c.set_defaults(func=compare_cmd)
     args = parser.parse_args(argv)
+    if getattr(args, "func", None) is run:
+        args.seed = 1 if args.seed_given is None else args.seed_given
     return int(args.func(args))
 
 
