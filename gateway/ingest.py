@@ -1,5 +1,15 @@
 """MQTT ingest: paho-mqtt 2.x on MQTT 5 with a persistent session and manual acks.
 
+Two MQTT sessions (DESIGN.md section 4 says verify/verdict are never stored - not by the broker either):
+- the durable one (client id `mqtt.client_id`, persistent session, manual acks) subscribes only to
+  what must survive a gateway outage: `screening/+/+/+/{status,event,ack}` at QoS 1 and telemetry
+  at QoS 0 (never queued). A `screening/#` subscription in a persistent session would make
+  mosquitto queue kiosks' `verify` requests (raw codes) for us while we are down, and write them
+  into mosquitto.db.
+- a watcher (`<client_id>-watch`, clean start, QoS 0, nothing queued) subscribes `screening/#`
+  and counts everything else: malformed topics, unknown channels, verify/verdict (counted, never
+  kept), other versions' odd channels. It skips the durable session's topics.
+
 Failure contract:
 - The first connect and every later outage are handled by paho's own reconnect loop
   (`connect_async` + `loop_start`, backoff 1-10 s); subscriptions are renewed in `on_connect`.
@@ -97,6 +107,11 @@ class Limits:
                     raise protocol.ProtocolError("out_of_range", f"{name} {v!r}")
 
 
+# What the durable session subscribes to (any version, so other versions are counted, not unseen).
+DURABLE_FILTERS = ((f"screening/+/+/+/{protocol.STATUS}", 1), (f"screening/+/+/+/{protocol.EVENT}", 1),
+                   (f"screening/+/+/+/{protocol.ACK}", 1), (f"screening/+/+/+/{protocol.TELEMETRY}", 0))
+DURABLE_CHANNELS = tuple(f.rsplit("/", 1)[1] for f, _ in DURABLE_FILTERS)
+
 Item = tuple[int, int, Accepted | Rejected, float]  # mid, qos, item, time.time() on arrival
 
 
@@ -133,7 +148,14 @@ class Ingest:
         self._max_inflight = max_outbound_inflight
         self._inflight: dict[int, Callable[[], None] | None] = {}
         self._inflight_lock = threading.Lock()
-        self.ready = threading.Event()  # set once subscribed
+        self.ready = threading.Event()  # set once both sessions are subscribed
+        self._durable_ready = threading.Event()
+        self._watch_ready = threading.Event()
+        self.watch = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id + "-watch", protocol=paho.MQTTv5)
+        self.watch.on_connect = self._on_watch_connect
+        self.watch.on_subscribe = self._on_watch_subscribe
+        self.watch.on_disconnect = lambda *_a: (self._watch_ready.clear(), self.ready.clear())
+        self.watch.on_message = self._on_watch_message
         self._stopping = False
 
     # ---- lifecycle ----
@@ -148,9 +170,16 @@ class Ingest:
         rc = self.client.loop_start()
         if rc != paho.MQTT_ERR_SUCCESS:
             raise RuntimeError(f"paho loop_start failed: {paho.error_string(rc)}")
+        self.watch.reconnect_delay_set(1, 10)
+        self.watch.connect_async(self.host, self.port, keepalive=self._keepalive, clean_start=True)
+        rc = self.watch.loop_start()
+        if rc != paho.MQTT_ERR_SUCCESS:
+            raise RuntimeError(f"paho loop_start failed: {paho.error_string(rc)}")
 
     def stop(self) -> None:
         self._stopping = True
+        self.watch.disconnect()
+        self.watch.loop_stop()
         self.client.disconnect()
         self.client.loop_stop()
         self._queue.put(None)
@@ -166,8 +195,10 @@ class Ingest:
             return
         self.stats.connected = True
         self.stats.connects += 1
+        # Sessions made by earlier gateways subscribed screening/# (queueing verify): drop that.
+        client.unsubscribe(protocol.ALL_VERSIONS)
         # No Local: in city mode the gateway also publishes under screening/v1 and must not hear itself.
-        rc, _mid = client.subscribe(protocol.ALL_VERSIONS, options=SubscribeOptions(qos=1, noLocal=True))
+        rc, _mid = client.subscribe([(f, SubscribeOptions(qos=q, noLocal=True)) for f, q in DURABLE_FILTERS])
         if rc != paho.MQTT_ERR_SUCCESS:
             log.error("subscribe failed: %s", paho.error_string(rc))
             client.disconnect()  # the loop reconnects and we try again
@@ -179,13 +210,38 @@ class Ingest:
         if any(r.is_failure for r in reasons):
             log.error("broker refused the subscription: %s", reasons)
             return
-        self.ready.set()
+        self._durable_ready.set()
+        if self._watch_ready.is_set():
+            self.ready.set()
         if self.on_connected is not None:
             self.on_connected()
 
     def _on_disconnect(self, *_args: Any) -> None:
         self.stats.connected = False
+        self._durable_ready.clear()
         self.ready.clear()
+
+    def _on_watch_connect(self, client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        if reason.is_failure:
+            return
+        rc, _mid = client.subscribe(protocol.ALL_VERSIONS, options=SubscribeOptions(qos=0))
+        if rc != paho.MQTT_ERR_SUCCESS:
+            log.error("watch subscribe failed: %s", paho.error_string(rc))
+            client.disconnect()
+
+    def _on_watch_subscribe(self, _c: paho.Client, _u: Any, _mid: int, reasons: list[Any], _p: Any) -> None:
+        if any(r.is_failure for r in reasons):
+            log.error("broker refused the watch subscription: %s", reasons)
+            return
+        self._watch_ready.set()
+        if self._durable_ready.is_set():
+            self.ready.set()
+
+    def _on_watch_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        parts = msg.topic.split("/")
+        if len(parts) == 5 and parts[4] in DURABLE_CHANNELS:
+            return  # the durable session has it
+        self._on_message(client, userdata, msg)
 
     def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
         self.stats.received += 1

@@ -112,11 +112,6 @@ def test_raw_codes_and_holder_ids_never_reach_a_file(tmp_path: Path, pki: Pki, b
     assert verdict["holder_ref"].encode() in stored and id_verdict["holder_ref"].encode() in stored
 
 
-@pytest.mark.xfail(strict=True, reason="known leak, for the ingest/broker config owner: the ingest subscribes "
-                   "screening/# with a persistent session, so while it is down mosquitto queues verify requests "
-                   "for it and its autosave writes them (raw codes) into mosquitto.db, where they stay past "
-                   "their expiry. Fix: an ACL `topic deny` on verify/verdict for the ingest's user, or "
-                   "per-channel subscriptions that leave verify out.")
 def test_raw_codes_are_not_queued_into_the_broker_store_while_ingest_is_down(tmp_path: Path, pki: Pki,
                                                                             broker: Broker,
                                                                             gateway: GatewayProc) -> None:
