@@ -32,6 +32,13 @@ class Clock:
     def sleep_ms(self, ms):
         time.sleep_ms(ms)
 
+    def set_time_ms(self, utc_ms):
+        """Set the RTC from NTP's peer, the gateway (its live summary carries UTC ms)."""
+        secs = utc_ms // 1000 - (946684800 if time.gmtime(0)[0] == 2000 else 0)
+        y, mo, d, h, mi, s, wd, _ = time.gmtime(secs)
+        machine.RTC().datetime((y, mo, d, wd, h, mi, s, (utc_ms % 1000) * 1000))
+        self.synced = True
+
     def time_ms(self):
         # The RTC starts at 2000-01-01 until NTP or the gateway sets it; before that there is no
         # wall clock, and events carry ts null rather than a made-up time.

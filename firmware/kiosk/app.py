@@ -31,6 +31,7 @@ WATCHDOG_MS = 8000
 STALL_MS = 5000  # a task that has not looped for this long is stuck: stop feeding the watchdog
 STALL_FRAMES = 4  # no full frame for this many frame periods: the sensor has stopped measuring
 RECOVERED_FRAMES = 8  # good frames in a row before a sensor fault is reported cleared
+CLOCK_HOLD_MS = 15000  # unsynced: hold events this long after connecting (gateway summary every 10 s)
 
 
 class Uptime:
@@ -80,15 +81,18 @@ class App:
         self._verifies = {}  # request id -> (uptime at scan, code kind); raw codes never kept
         self._verify_n = 0
         self._alive = {}  # task name -> uptime of its last loop, for the watchdog
+        self.clock_source = "rtc" if board.clock.time_ms() is not None else None
+        self._summary_topic = protocol.gateway_topic(self.checkpoint, protocol.SUMMARY)
         self._stopping = False
         self._tasks = []
         self.link = link.Link(
             board, self.cfg["broker_host"], self.cfg["broker_port"],
             client_id=self.checkpoint + "-" + self.kiosk, keepalive_s=self.cfg["keepalive_s"],
             will=(self._topic(protocol.STATUS), b""),  # set in run(), once the boot count is known
-            subscriptions=[self._topic(c) for c in protocol.TO_KIOSK], outbox=self.outbox,
-            event_topic=self._topic(protocol.EVENT), birth=self._birth,
-            on_message=self._on_message, on_fault=self._link_fault)
+            subscriptions=[self._topic(c) for c in protocol.TO_KIOSK] + [self._summary_topic],
+            outbox=self.outbox, event_topic=self._topic(protocol.EVENT), birth=self._birth,
+            on_message=self._on_message, on_fault=self._link_fault, encode=self._encode_event,
+            hold=self._hold_for_clock)
 
     @property
     def config_hash(self):
@@ -140,7 +144,33 @@ class App:
 
     # ---- messages from the gateway ----------------------------------------------------------
 
-    def _on_message(self, topic_name, payload):
+    # ---- time -------------------------------------------------------------------------------
+
+    def _hold_for_clock(self):
+        """Before the clock is synced, hold events back for a short while after connecting: the
+        gateway's next summary sets the clock and they leave with a real `ts`."""
+        if self.clock.time_ms() is not None:
+            return False
+        return self.clock.ticks_diff(self.clock.ticks_ms(), self.link.connected_at) < CLOCK_HOLD_MS
+
+    def _encode_event(self, body):
+        """An event's JSON at send time; `ts` filled in if the clock synced later in the same boot."""
+        wall = self.clock.time_ms()
+        if body["ts"] is None and wall is not None and body["boot"] == self.state.boot:
+            body = dict(body)
+            body["ts"] = wall - (self.uptime.ms() - body["uptime_ms"])
+        return protocol.encode(body)
+
+    def _on_summary(self, body, retained):
+        # A retained summary may be minutes old; only a live one is fresh enough to set the clock.
+        if retained or self.clock.time_ms() is not None:
+            return
+        set_time = getattr(self.clock, "set_time_ms", None)
+        if set_time is not None:
+            set_time(body["ts"])
+            self.clock_source = "gateway"
+
+    def _on_message(self, topic_name, payload, retained=False):
         try:
             if protocol.parse_topic(topic_name)[2] == protocol.CMD:
                 # The command journal validates by itself, so even an unknown verb gets its refusal.
@@ -151,7 +181,9 @@ class App:
             self.rejected_messages += 1
             self.last_error = "message: " + str(err)
             return
-        if channel == protocol.VERDICT:
+        if channel == protocol.SUMMARY:
+            self._on_summary(body, retained)
+        elif channel == protocol.VERDICT:
             self._on_verdict(body)
         elif channel == protocol.CONFIG:
             self._on_config(body["settings"])

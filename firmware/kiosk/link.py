@@ -31,10 +31,12 @@ CONNECT_TIMEOUT_S = 5.0
 
 class Link:
     def __init__(self, board, host, port, client_id, keepalive_s, will, subscriptions, outbox,
-                 event_topic, birth, on_message, on_fault, session_expiry_s=0):
+                 event_topic, birth, on_message, on_fault, session_expiry_s=0, encode=None, hold=None):
         """will: (topic, payload bytes) published retained at QoS 1 by the broker if we vanish.
         birth(): -> (topic, payload bytes) sent retained at each connect.
-        on_message(topic, payload) and on_fault(detail) are called from the link's task."""
+        on_message(topic, payload, retained) and on_fault(detail) are called from the link's task.
+        encode(body) -> bytes builds an event's JSON at send time (default: the outbox's);
+        hold() -> True keeps events queued for now (e.g. until the clock is synced)."""
         self._board = board
         self._clock = board.clock
         self.host = host
@@ -49,7 +51,10 @@ class Link:
         self._on_message = on_message
         self._on_fault = on_fault
         self._session_expiry_s = session_expiry_s
+        self._encode = encode or outbox.encode
+        self._hold = hold
         self.connected = False
+        self.connected_at = 0
         self.sessions = 0
         self.failures = 0
         self._writer = None
@@ -160,6 +165,7 @@ class Link:
         self._last_rx = now
         self.connected = True
         self.sessions += 1
+        self.connected_at = self._clock.ticks_ms()
         self._refused = False
         topic, payload = self._birth()
         self._write(mqtt.publish(topic, payload, 1, True, self._pid()))
@@ -191,7 +197,7 @@ class Link:
             self._write(mqtt.PINGREQ_PACKET)
 
     def _fill_inflight(self):
-        if self._refused:
+        if self._refused or (self._hold is not None and self._hold()):
             return
         room = MAX_INFLIGHT - len(self._inflight)
         if room <= 0:
@@ -204,7 +210,7 @@ class Link:
                 continue
             pid = self._pid()
             self._inflight[pid] = rid
-            self._write(mqtt.publish(self._event_topic, self._outbox.encode(body), 1, False, pid))
+            self._write(mqtt.publish(self._event_topic, self._encode(body), 1, False, pid))
             room -= 1
 
     async def _read_loop(self, reader):
@@ -215,11 +221,11 @@ class Link:
             if kind == mqtt.PUBACK:
                 self._handle_puback(*mqtt.parse_ack(body))
             elif kind == mqtt.PUBLISH:
-                topic, payload, qos, _, pid, _ = mqtt.parse_publish(first, body)
+                topic, payload, qos, retain, pid, _ = mqtt.parse_publish(first, body)
                 if qos:
                     self._write(mqtt.puback(pid))
                 try:
-                    self._on_message(topic, payload)
+                    self._on_message(topic, payload, retain)
                 except Exception as err:  # noqa: BLE001 - bad input never kills the link
                     self._on_fault("message on " + topic + " failed: " + repr(err))
             elif kind == mqtt.SUBACK:

@@ -22,6 +22,7 @@ class SimClock:
         self._t0 = monotonic()
         self.synced = synced
         self.offset_ms = offset_ms  # lets a test start ticks near the wrap point
+        self._wall_offset_ms = 0  # set_time_ms: the kiosk's RTC need not agree with the host
 
     def ticks_ms(self) -> int:
         return (int((self.monotonic() - self._t0) * 1000) + self.offset_ms) % self.TICKS_PERIOD
@@ -35,7 +36,12 @@ class SimClock:
 
     def time_ms(self) -> int | None:
         """UTC Unix ms once the clock is synced (NTP or the gateway), else None."""
-        return int(self._wall() * 1000) if self.synced else None
+        return int(self._wall() * 1000) + self._wall_offset_ms if self.synced else None
+
+    def set_time_ms(self, utc_ms: int) -> None:
+        """Set the RTC (from NTP or the gateway): the wall clock is synced from now on."""
+        self._wall_offset_ms = utc_ms - int(self._wall() * 1000)
+        self.synced = True
 
     def sleep_ms(self, ms: int) -> None:
         """Blocking, as MicroPython's time.sleep_ms: drivers use it for sub-millisecond waits only."""

@@ -78,7 +78,7 @@ async def _scenario(broker: Broker) -> dict[str, Any]:
     birth = protocol.encode(protocol.status_online("t", "b", st.boot, st.epoch, "abcd1234", None))
     lk = link.Link(board, "127.0.0.1", broker.port, client_id=CP + "-" + KIOSK, keepalive_s=5,
                    will=(status, b"{}"), subscriptions=[protocol.topic(CP, KIOSK, "cmd")], outbox=ob, event_topic=protocol.topic(CP, KIOSK, "event"),
-                   birth=lambda: (status, birth), on_message=lambda t, p: None, on_fault=lambda d: None)
+                   birth=lambda: (status, birth), on_message=lambda t, p, r=False: None, on_fault=lambda d: None)
     sub = Subscriber(broker.port)
     task = asyncio.create_task(lk.run())
     try:
