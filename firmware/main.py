@@ -167,6 +167,23 @@ def connect_wifi(board, cfg):
         board._wlan.connect(cfg["wifi_ssid"], cfg.get("wifi_password", ""))
 
 
+async def keep_wifi(board, cfg):
+    """Rejoin the access point whenever the link drops (the MQTT link then reconnects by itself),
+    backing off from 2 s to 60 s so a dead access point is not hammered."""
+    wait = 2
+    while True:
+        await asyncio.sleep(wait)
+        if board._wlan.isconnected() or not cfg.get("wifi_ssid"):
+            wait = 2
+            continue
+        try:
+            board._wlan.disconnect()
+            board._wlan.connect(cfg["wifi_ssid"], cfg.get("wifi_password", ""))
+        except OSError:
+            pass
+        wait = min(wait * 2, 60)
+
+
 def safe_mode():
     try:
         with open(FAST_BOOTS_FILE) as f:
@@ -200,6 +217,7 @@ async def clear_fast_boots():
 
 async def run(board, app):
     asyncio.create_task(clear_fast_boots())
+    asyncio.create_task(keep_wifi(board, app.cfg))
     if app.cfg.get("ntp_host"):
         asyncio.create_task(sync_clock(board, app.cfg["ntp_host"]))
     await app.run()
