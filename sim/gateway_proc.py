@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     gateway.start()
+    ready = getattr(gateway.ingest, "ready", None)
+    if ready is not None and not ready.wait(20):  # events published before we subscribe would be dropped
+        print("sim gateway: not subscribed after 20 s", flush=True)
     responder = None
     if args.trust:
         verifier = build_verifier(args.trust, None, args.secret_file)

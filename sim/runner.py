@@ -424,7 +424,7 @@ def run_scenario(sc: Scenario, run_dir: Path, accelerated: bool = True, stream: 
             run = holder["run"]
             virtual_s = clock.monotonic()
             expected = run.ledger_keys()
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 20
             stored = 0
             while time.monotonic() < deadline:  # the gateway is another process: poll its API, bounded
                 stored = http_json(http_port, "/api/events/count")["events"]

@@ -253,7 +253,7 @@ class _Checker:
             if key not in data:
                 if spec.default is _REQUIRED:
                     raise self.fail(where + (key,), "required")
-                out[key] = spec.default
+                out[key] = self.value(spec.default, spec, where + (key,))  # defaults in the same units
                 continue
             out[key] = self.value(data[key], spec, where + (key,))
         return out
