@@ -52,6 +52,10 @@ def _backend(value: Any) -> str | None:
     return None
 
 
+def _writer(value: Any) -> str | None:
+    return None if value in ("process", "thread") else f"{value!r}: 'process' or 'thread'"
+
+
 def _client_id(value: Any) -> str | None:
     return None if 1 <= len(value) <= 64 and re.fullmatch(r"[A-Za-z0-9_.-]+", value) else \
         f"{value!r}: 1-64 characters of [A-Za-z0-9_.-]"
@@ -71,7 +75,7 @@ SPEC: dict[str, dict[str, Setting]] = {
     },
     "store": {
         "backend": Setting(str, check=_backend), "path": Setting(str, check=_nonempty),
-        "batch_max": Setting(int, 1, 65535), "batch_wait_ms": Setting(int, 0, 5000),
+        "batch_max": Setting(int, 1, 65535), "writer": Setting(str, check=_writer),
         "dead_letter_max": Setting(int, 0, 10_000_000), "dead_letter_payload_max": Setting(int, 0, 65536),
     },
     "ingest": {
@@ -199,4 +203,4 @@ def _cross_check(values: dict[str, dict[str, Any]]) -> None:
     if values["store"]["batch_max"] > values["mqtt"]["receive_maximum"]:
         raise ConfigError("store.batch_max", "final check",
                           f"{values['store']['batch_max']} > mqtt.receive_maximum {values['mqtt']['receive_maximum']}: "
-                          "a batch could never fill, every batch would wait batch_wait_ms")
+                          "a batch could never fill")

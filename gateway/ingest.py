@@ -13,9 +13,10 @@ Two MQTT sessions (DESIGN.md section 4 says verify/verdict are never stored - no
 Failure contract:
 - The first connect and every later outage are handled by paho's own reconnect loop
   (`connect_async` + `loop_start`, backoff 1-10 s); subscriptions are renewed in `on_connect`.
-- The paho network thread only parses and validates (`protocol.parse_message` plus the gateway's
-  range checks) and hands each message to the writer thread through a queue; it never touches
-  the disk and never blocks. The broker bounds that queue: it has at most Receive Maximum
+- The paho network thread only hands each message's bytes to the writer (gateway/writer.py: a
+  worker process by default, which validates with `protocol.parse_message` plus the gateway's
+  range checks and writes); it never touches the disk and never blocks. The broker bounds what
+  waits there: it has at most Receive Maximum
   (mosquitto: max_inflight_messages) un-acked QoS 1 messages in flight to us.
 - The writer commits batches (up to store.batch_max) in one transaction and acknowledges each
   message only after the commit that holds it returned. A crash before the commit leaves them
@@ -29,7 +30,7 @@ Failure contract:
 from __future__ import annotations
 
 import logging
-import queue
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -42,16 +43,14 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway.clock import Clock, SystemClock
-from gateway.store import Accepted, BatchResult, Rejected, SQLiteStore
+from gateway.store import BatchResult, SQLiteStore
+from gateway.writer import Limits, Outcome, ProcessWriter, StoreArgs, ThreadWriter
 from kiosk import protocol
 
 log = logging.getLogger("gateway.ingest")
 
 SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our queue through a week-long gateway outage
 BATCH_MAX = 100
-BATCH_WAIT_S = 0.0
-MAX_INT = 2**53  # beyond this a JSON number is not an exact integer anywhere (JS dashboards, doubles)
-TEMP_RANGE = (-80.0, 150.0)  # degC: anything outside is not a reading, it is garbage
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -83,60 +82,42 @@ def now_ms() -> int:
     return SystemClock().now_ms()
 
 
-@dataclass(frozen=True)
-class Limits:
-    """The gateway's own range checks on top of the contract."""
-    max_future_ms: int = 86_400_000
-    min_ts_ms: int = 1_577_836_800_000  # 2020-01-01: earlier is a kiosk clock that never synced properly
-
-    def check(self, channel: str, body: dict[str, Any], now: int) -> None:
-        for name in ("seq", "boot", "uptime_ms", "distance_cm", "lost"):
-            v = body.get(name)
-            if isinstance(v, int) and v > MAX_INT:
-                raise protocol.ProtocolError("out_of_range", f"{name} over 2^53")
-        if channel == protocol.EVENT:
-            ts = body.get("ts")
-            if isinstance(ts, int):
-                if ts > now + self.max_future_ms:
-                    raise protocol.ProtocolError("ts_future", f"ts {ts} is {(ts - now) // 1000} s ahead")
-                if ts < self.min_ts_ms:
-                    raise protocol.ProtocolError("ts_past", f"ts {ts} before {self.min_ts_ms}")
-            for name in ("temp_c", "skin_c", "ambient_c"):
-                v = body.get(name)
-                if isinstance(v, (int, float)) and not TEMP_RANGE[0] <= v <= TEMP_RANGE[1]:
-                    raise protocol.ProtocolError("out_of_range", f"{name} {v!r}")
-
-
 # What the durable session subscribes to (any version, so other versions are counted, not unseen).
 DURABLE_FILTERS = ((f"screening/+/+/+/{protocol.STATUS}", 1), (f"screening/+/+/+/{protocol.EVENT}", 1),
                    (f"screening/+/+/+/{protocol.ACK}", 1), (f"screening/+/+/+/{protocol.TELEMETRY}", 0))
 DURABLE_CHANNELS = tuple(f.rsplit("/", 1)[1] for f, _ in DURABLE_FILTERS)
 
-Item = tuple[int, int, Accepted | Rejected, float]  # mid, qos, item, time.time() on arrival
+# Per received message, kept until its batch is committed: mid, qos, time.time() on arrival, payload.
+Item = tuple[int, int, float, bytes]
 
 
 class Ingest:
     def __init__(self, store: SQLiteStore, host: str, port: int, client_id: str, keepalive_s: int = 30,
-                 clock: Clock | None = None, batch_max: int = BATCH_MAX, batch_wait_s: float = BATCH_WAIT_S,
+                 clock: Clock | None = None, batch_max: int = BATCH_MAX,
                  session_expiry_s: int = SESSION_EXPIRY_S, receive_maximum: int = 1000,
                  max_outbound_inflight: int = 1000, limits: Limits | None = None, dead_letter_payload_max: int = 2048,
                  on_committed: Callable[[BatchResult, list[Item]], None] | None = None,
-                 on_connected: Callable[[], None] | None = None) -> None:
+                 on_connected: Callable[[], None] | None = None, writer: str = "thread",
+                 store_args: StoreArgs | None = None) -> None:
         self.store = store
         self.host = host
         self.port = port
         self.clock: Clock = clock or SystemClock()
         self.stats = IngestStats()
         self.batch_max = batch_max
-        self.batch_wait_s = batch_wait_s
         self.session_expiry_s = session_expiry_s
         self.receive_maximum = receive_maximum
         self.limits = limits or Limits()
         self.dead_letter_payload_max = dead_letter_payload_max
         self.on_committed = on_committed
         self.on_connected = on_connected
-        self._queue: queue.Queue[Item | None] = queue.Queue()
-        self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
+        self.writer: ThreadWriter | ProcessWriter
+        if writer == "process":
+            if store_args is None:
+                raise ValueError("the process writer needs store_args (it opens its own connection)")
+            self.writer = ProcessWriter(store_args, self.limits, batch_max, self._done, self._writer_died)
+        else:
+            self.writer = ThreadWriter(store, self.limits, dead_letter_payload_max, batch_max, self._done)
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5,
                                   manual_ack=True)
         self.client.on_connect = self._on_connect
@@ -154,7 +135,7 @@ class Ingest:
         self.watch = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id + "-watch", protocol=paho.MQTTv5)
         self.watch.on_connect = self._on_watch_connect
         self.watch.on_subscribe = self._on_watch_subscribe
-        self.watch.on_disconnect = lambda *_a: (self._watch_ready.clear(), self.ready.clear())
+        self.watch.on_disconnect = self._on_watch_disconnect
         self.watch.on_message = self._on_watch_message
         self._stopping = False
 
@@ -163,7 +144,7 @@ class Ingest:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.session_expiry_s
         props.ReceiveMaximum = self.receive_maximum
-        self._writer.start()
+        self.writer.start()
         self.client.reconnect_delay_set(1, 10)
         self.client.connect_async(self.host, self.port, keepalive=self._keepalive, clean_start=False,
                                   properties=props)
@@ -180,13 +161,12 @@ class Ingest:
         self._stopping = True
         self.watch.disconnect()
         self.watch.loop_stop()
+        self.writer.stop()  # what was received is written and acknowledged first
         self.client.disconnect()
         self.client.loop_stop()
-        self._queue.put(None)
-        self._writer.join(10)
 
     def queue_depth(self) -> int:
-        return self._queue.qsize()
+        return self.writer.depth()
 
     # ---- paho callbacks (network thread: no disk, no blocking) ----
     def _on_connect(self, client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
@@ -229,6 +209,10 @@ class Ingest:
             log.error("watch subscribe failed: %s", paho.error_string(rc))
             client.disconnect()
 
+    def _on_watch_disconnect(self, *_args: Any) -> None:
+        self._watch_ready.clear()
+        self.ready.clear()
+
     def _on_watch_subscribe(self, _c: paho.Client, _u: Any, _mid: int, reasons: list[Any], _p: Any) -> None:
         if any(r.is_failure for r in reasons):
             log.error("broker refused the watch subscription: %s", reasons)
@@ -245,29 +229,8 @@ class Ingest:
 
     def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
         self.stats.received += 1
-        arrived = time.time()
-        now = self.clock.now_ms()
-        item: Accepted | Rejected
-        try:
-            checkpoint, kiosk, channel, body = protocol.parse_message(msg.topic, msg.payload)
-            if channel in protocol.NEVER_STORED or kiosk == protocol.GATEWAY_ID:
-                item = Accepted(checkpoint, kiosk, channel, {}, now)  # counted, never kept
-            else:
-                self.limits.check(channel, body, now)
-                raw = bytes(msg.payload).decode() if channel == protocol.EVENT else None
-                item = Accepted(checkpoint, kiosk, channel, body, now, raw)
-        except protocol.ProtocolError as err:
-            item = self._rejected(msg, err.reason, err.detail, now)
-        except Exception as err:  # noqa: BLE001 - a payload must never stop the gateway
-            item = self._rejected(msg, "internal", type(err).__name__, now)
-        self._queue.put((msg.mid, msg.qos, item, arrived))
-
-    def _rejected(self, msg: paho.MQTTMessage, reason: str, detail: str, now: int) -> Rejected:
-        self.stats.rejects[reason] = self.stats.rejects.get(reason, 0) + 1
-        last = msg.topic.rsplit("/", 1)[-1]
-        keep = last not in protocol.NEVER_STORED  # raw codes: never dead-lettered
-        payload = bytes(msg.payload[:self.dead_letter_payload_max]) if keep else None
-        return Rejected(reason, detail[:200] if keep else "", msg.topic[:256], payload, now, len(msg.payload))
+        payload = bytes(msg.payload)
+        self.writer.submit((msg.topic, payload, self.clock.now_ms()), (msg.mid, msg.qos, time.time(), payload))
 
     # ---- our own publishes (alerts, reports, config, commands) ----
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
@@ -315,80 +278,35 @@ class Ingest:
         with self._inflight_lock:
             return len(self._inflight)
 
-    # ---- the writer thread ----
-    def _write_loop(self) -> None:
-        done = False
-        while not done:
-            first = self._queue.get()
-            if first is None:
-                break
-            batch = [first]
-            # Group commit: everything already queued goes into this transaction; while it commits
-            # (fsync), the next batch queues up, so batches grow with the load and a lone event
-            # is not held back. batch_wait_s > 0 trades latency for fewer, larger transactions.
-            deadline = time.monotonic() + self.batch_wait_s
-            while len(batch) < self.batch_max:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    try:
-                        nxt = self._queue.get(timeout=remaining)
-                    except queue.Empty:
-                        break
-                if nxt is None:
-                    done = True
-                    break
-                batch.append(nxt)
-            self._commit(batch)
-
-    def _commit(self, batch: list[Item]) -> None:
-        while True:
-            t0 = time.perf_counter()
-            try:
-                result = self._write(batch)
-                break
-            except Exception:  # noqa: BLE001 - the disk: keep the messages unacked and retry
-                self.stats.store_errors += 1
-                log.exception("store write failed; %d messages stay unacknowledged, retrying", len(batch))
-                if self._stopping:
-                    return
-                time.sleep(1.0)
-        self.stats.observe_write(time.perf_counter() - t0)
-        self.stats.last_commit_monotonic = time.monotonic()
+    # ---- after a commit (writer thread, or the receiver of the writer process) ----
+    def _done(self, batch: list[Item], outcome: Outcome) -> None:
         for mid, qos, _, _ in batch:  # only now is every message of the batch on disk
             if qos > 0:
                 rc = self.client.ack(mid, qos)
                 if rc != paho.MQTT_ERR_SUCCESS:  # disconnected: the broker redelivers, dedup drops it
                     self.stats.ack_failures += 1
-        self.stats.batches += 1
-        for key, n in result.outcome.items():
-            self.stats.outcome[key] = self.stats.outcome.get(key, 0) + n
+        st = self.stats
+        st.observe_write(outcome.write_s)
+        st.last_commit_monotonic = time.monotonic()
+        st.batches += 1
+        st.store_errors += outcome.store_errors
+        for key, n in outcome.result.outcome.items():
+            st.outcome[key] = st.outcome.get(key, 0) + n
+        for key, n in outcome.rejects.items():
+            st.rejects[key] = st.rejects.get(key, 0) + n
         if self.on_committed is not None:
             try:
-                self.on_committed(result, batch)
+                self.on_committed(outcome.result, batch)
             except Exception:  # noqa: BLE001
                 log.exception("post-commit hook failed")
 
-    def _write(self, batch: list[Item]) -> BatchResult:
-        try:
-            return self.store.write_batch(item for _, _, item, _ in batch)
-        except Exception:  # noqa: BLE001 - find the message that cannot be stored, keep the rest
-            if len(batch) == 1 and isinstance(batch[0][2], Rejected):
-                raise
-        merged = BatchResult({})
-        for i, (mid, qos, item, t) in enumerate(batch):
+    def _writer_died(self) -> None:
+        """The writer process died: drop the connection (paho reconnects by itself) so the broker
+        redelivers what we never acknowledged."""
+        self.ready.clear()
+        sock = self.client.socket()
+        if isinstance(sock, socket.socket):
             try:
-                r = self.store.write_batch([item])
-            except Exception as err:  # noqa: BLE001
-                log.warning("message rejected by the store: %s", err)
-                self.stats.store_errors += 1
-                bad = Rejected("store_error", type(err).__name__, "", None, self.clock.now_ms())
-                batch[i] = (mid, qos, bad, t)
-                r = self.store.write_batch([bad])  # raises if the disk itself is broken
-            for key, n in r.outcome.items():
-                merged.outcome[key] = merged.outcome.get(key, 0) + n
-            merged.alerts += r.alerts
-        return merged
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass

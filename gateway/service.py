@@ -21,7 +21,8 @@ from typing import Any, Callable, Protocol
 from gateway import reports
 from gateway.clock import DAY_MS, Clock, LocalTime, SystemClock
 from gateway.config import Config
-from gateway.ingest import Ingest, Limits
+from gateway.ingest import Ingest
+from gateway.writer import Limits, StoreArgs
 from gateway.store import ACKNOWLEDGED, RESOLVED, BatchResult, SQLiteStore, open_store
 from kiosk import config as kiosk_config
 from kiosk import protocol
@@ -70,10 +71,13 @@ class Gateway:
             m = cfg.mqtt
             self.ingest = Ingest(
                 self.store, m["host"], m["port"], m["client_id"], keepalive_s=m["keepalive_s"], clock=self.clock,
-                batch_max=cfg.store["batch_max"], batch_wait_s=cfg.store["batch_wait_ms"] / 1000,
+                batch_max=cfg.store["batch_max"],
                 session_expiry_s=m["session_expiry_s"], receive_maximum=m["receive_maximum"],
                 max_outbound_inflight=m["max_outbound_inflight"],
                 limits=Limits(cfg.ingest["max_future_s"] * 1000, cfg.ingest["min_ts_ms"]),
+                writer=cfg.store["writer"],
+                store_args=StoreArgs(str(cfg.store["path"]), cfg.site["timezone"], cfg.store["dead_letter_max"],
+                                     cfg.store["dead_letter_payload_max"], cfg.ingest["late_after_s"] * 1000),
                 dead_letter_payload_max=cfg.store["dead_letter_payload_max"], on_committed=self._on_committed)
         self.publisher: Publisher | None = publisher or self.ingest
         self.report_dir = Path(cfg.report["directory"])
@@ -197,8 +201,11 @@ class Gateway:
 
     def issue_report(self, checkpoint: str, day: str, now: int | None = None) -> dict[str, Any]:
         now = self.clock.now_ms() if now is None else now
-        body = reports.build(self.store, self.local, checkpoint, day, now, self.cfg.report["gap_min_s"] * 1000)
-        body["version"] = self.store.save_report(checkpoint, day, body, now)
+        # Built and saved in one write transaction: an event committed meanwhile is either in this
+        # version or marks the day for the next one.
+        with self.store.transaction():
+            body = reports.build(self.store, self.local, checkpoint, day, now, self.cfg.report["gap_min_s"] * 1000)
+            body["version"] = self.store.save_report(checkpoint, day, body, now)
         try:
             reports.write_files(body, self.report_dir)
         except OSError:

@@ -714,7 +714,13 @@ class SQLiteStore(Queries):
         for metric, n in metrics:
             acc.agg[(cp, day, hour, kiosk, body["lane"], body["dir"], metric)] += n
         acc.counts[(cp, etype, body.get("result") or "")] += 1
-        if (cp, day) in self._reported:
+        # Late for a day already reported? Asked of the database (another process may have issued
+        # the report), once per day per batch; the batch's write lock keeps the answer true.
+        reported = acc.reported.get((cp, day))
+        if reported is None:
+            reported = acc.reported[(cp, day)] = self._db.execute(
+                "SELECT 1 FROM reports WHERE checkpoint=? AND day=? LIMIT 1", (cp, day)).fetchone() is not None
+        if reported:
             acc.dirty[(cp, day)] += 1
         if kiosk != MANUAL_KIOSK:
             self._account(item, ts_ms, late, acc, alerts)
@@ -1001,6 +1007,10 @@ class SQLiteStore(Queries):
     def _txn_ctx(self) -> "_Txn":
         return _Txn(self)
 
+    def transaction(self) -> "_LockedTxn":
+        """`with store.transaction():` several calls as one write transaction (they nest)."""
+        return _LockedTxn(self)
+
 
 class _Txn:
     """BEGIN IMMEDIATE .. COMMIT, or ROLLBACK on error; nests inside an open transaction."""
@@ -1024,6 +1034,26 @@ class _Txn:
         else:
             db.execute("ROLLBACK")
             self.store._load_caches()
+
+
+class _LockedTxn:
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+        self.txn = _Txn(store)
+
+    def __enter__(self) -> None:
+        self.store._lock.acquire()
+        try:
+            self.txn.__enter__()
+        except BaseException:
+            self.store._lock.release()
+            raise
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        try:
+            self.txn.__exit__(exc_type, *rest)
+        finally:
+            self.store._lock.release()
 
 
 @dataclass
@@ -1058,6 +1088,7 @@ class _Accumulator:
         self.dirty: dict[tuple[str, str], int] = defaultdict(int)
         self.dead_letters = 0
         self.seen: dict[tuple[str, str], int] = {}
+        self.reported: dict[tuple[str, str], bool] = {}
 
     def flush(self, db: sqlite3.Connection) -> None:
         if self.seen:

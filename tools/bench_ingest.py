@@ -140,10 +140,13 @@ def register_bare(port: int) -> None:
     c.loop_stop()
 
 
+WRITER = "process"
+
+
 def make_gateway(workdir: Path, port: int, db: str) -> Gateway:
     cfg = gwconfig.load(None, env={}, overrides={
         "mqtt": {"port": port, "client_id": "gateway-bench"}, "http": {"port": 0},
-        "store": {"path": str(workdir / db)}, "report": {"directory": str(workdir / "reports")}})
+        "store": {"path": str(workdir / db), "writer": WRITER}, "report": {"directory": str(workdir / "reports")}})
     return Gateway(cfg)
 
 
@@ -181,10 +184,9 @@ def latency(workdir: Path, port: int, rate: float, seconds: float) -> list[float
 
     def committed(result: Any, batch: list[Any]) -> None:
         now = time.time()
-        for _mid, _qos, item, _arrived in batch:
-            body = getattr(item, "body", {})
-            if "bench_t" in body:
-                lat.append(now - body["bench_t"])
+        for _mid, _qos, _arrived, payload in batch:
+            if b"bench_t" in payload:
+                lat.append(now - json.loads(payload)["bench_t"])
         if original:
             original(result, batch)
     ingest.on_committed = committed
@@ -224,11 +226,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--rate", type=float, default=200)
     ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--writer", choices=("process", "thread"), default="process", help="store.writer")
     args = ap.parse_args(argv)
+    global WRITER
+    WRITER = args.writer
     with tempfile.TemporaryDirectory() as tmp, DeployBroker(Path(tmp) / "broker") as broker:
         work = Path(tmp)
         size = len(event_payload(0, 0, int(time.time() * 1000)))
-        print(f"mosquitto (deploy/mosquitto.conf) on 127.0.0.1:{broker.port}; {args.events} events of {size} B, QoS 1")
+        print(f"mosquitto (deploy/mosquitto.conf) on 127.0.0.1:{broker.port}; {args.events} events of {size} B, QoS 1;"
+              f" gateway store.writer={WRITER}")
         ratios = []
         for r in range(args.rounds):
             bare, gw = throughput(work, broker.port, args.events, f"throughput{r}.db")
