@@ -30,6 +30,7 @@ Failure contract:
 from __future__ import annotations
 
 import logging
+import queue
 import socket
 import threading
 import time
@@ -138,6 +139,8 @@ class Ingest:
         self.watch.on_disconnect = self._on_watch_disconnect
         self.watch.on_message = self._on_watch_message
         self._stopping = False
+        self._completions: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._completer = threading.Thread(target=self._complete_loop, name="ingest-puback", daemon=True)
 
     # ---- lifecycle ----
     def start(self) -> None:
@@ -145,6 +148,7 @@ class Ingest:
         props.SessionExpiryInterval = self.session_expiry_s
         props.ReceiveMaximum = self.receive_maximum
         self.writer.start()
+        self._completer.start()
         self.client.reconnect_delay_set(1, 10)
         self.client.connect_async(self.host, self.port, keepalive=self._keepalive, clean_start=False,
                                   properties=props)
@@ -164,6 +168,8 @@ class Ingest:
         self.writer.stop()  # what was received is written and acknowledged first
         self.client.disconnect()
         self.client.loop_stop()
+        self._completions.put(None)
+        self._completer.join(5)
 
     def queue_depth(self) -> int:
         return self.writer.depth()
@@ -266,9 +272,16 @@ class Ingest:
             self._count_publish_failure("puback_" + str(reason))
             return
         if done is not None:
+            self._completions.put(done)  # it writes to the store: not on paho's network thread
+
+    def _complete_loop(self) -> None:
+        while True:
+            done = self._completions.get()
+            if done is None:
+                return
             try:
                 done()
-            except Exception:  # noqa: BLE001 - a bookkeeping failure must not kill paho's thread
+            except Exception:  # noqa: BLE001 - a bookkeeping failure is logged; the timers re-publish
                 log.exception("publish completion failed")
 
     def _count_publish_failure(self, why: str) -> None:
