@@ -201,11 +201,11 @@ class Gateway:
 
     def issue_report(self, checkpoint: str, day: str, now: int | None = None) -> dict[str, Any]:
         now = self.clock.now_ms() if now is None else now
-        # Built and saved in one write transaction: an event committed meanwhile is either in this
-        # version or marks the day for the next one.
-        with self.store.transaction():
-            body = reports.build(self.store, self.local, checkpoint, day, now, self.cfg.report["gap_min_s"] * 1000)
-            body["version"] = self.store.save_report(checkpoint, day, body, now)
+        # Built outside a write transaction (the writer process goes on); an event committed while
+        # it was built keeps the day marked, so the next tick issues another version.
+        total = self.store.day_event_total(checkpoint, day)
+        body = reports.build(self.store, self.local, checkpoint, day, now, self.cfg.report["gap_min_s"] * 1000)
+        body["version"] = self.store.save_report(checkpoint, day, body, now, built_on_events=total)
         try:
             reports.write_files(body, self.report_dir)
         except OSError:

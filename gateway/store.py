@@ -894,6 +894,12 @@ class SQLiteStore(Queries):
 
     def due_fever_repeats(self, now_ms: int, every_ms: int) -> list[dict[str, Any]]:
         """Unacknowledged fever alerts not notified for `every_ms`: marked notified now, returned."""
+        # The timers run every second beside the writer process: look before taking the write lock.
+        with self._lock:
+            due = self._db.execute("SELECT 1 FROM alerts WHERE state=? AND kind='fever' AND notified_ms <= ? LIMIT 1",
+                                    (OPEN, now_ms - every_ms)).fetchone()
+        if not due:
+            return []
         with self._lock, self._txn_ctx():
             rows = self._all("SELECT * FROM alerts WHERE state=? AND kind='fever' AND notified_ms <= ?",
                              (OPEN, now_ms - every_ms))
@@ -914,6 +920,11 @@ class SQLiteStore(Queries):
 
     def mark_silent_offline(self, now_ms: int, offline_after_ms: int) -> list[dict[str, Any]]:
         """Kiosks whose status says online but that sent nothing for offline_after_ms: offline."""
+        with self._lock:
+            due = self._db.execute("SELECT 1 FROM kiosks WHERE state='online' AND last_seen_ms < ? LIMIT 1",
+                                    (now_ms - offline_after_ms,)).fetchone()
+        if not due:
+            return []
         made: list[dict[str, Any]] = []
         with self._lock, self._txn_ctx():
             rows = self._db.execute("SELECT checkpoint, kiosk, last_seen_ms FROM kiosks WHERE state='online'"
@@ -961,20 +972,41 @@ class SQLiteStore(Queries):
                                                                           _dumps(cmd["args"]), now_ms, cmd["expires"], who))
 
     def expire_commands(self, now_ms: int) -> int:
+        with self._lock:
+            due = self._db.execute("SELECT 1 FROM commands WHERE state='sent' AND expires_ms < ? LIMIT 1",
+                                    (now_ms,)).fetchone()
+        if not due:
+            return 0
         with self._lock, self._txn_ctx():
             return self._db.execute("UPDATE commands SET state='expired' WHERE state='sent' AND expires_ms < ?",
                                     (now_ms,)).rowcount
 
     # -- reports --
-    def save_report(self, checkpoint: str, day: str, body: dict[str, Any], now_ms: int) -> int:
-        """Store the next version of a day's report; clears its late-event mark. -> version."""
+    def day_event_total(self, checkpoint: str, day: str) -> int:
+        row = self._db.execute("SELECT coalesce(sum(n), 0) FROM agg WHERE checkpoint=? AND day=? AND metric='events'",
+                               (checkpoint, day)).fetchone()
+        return int(row[0])
+
+    def save_report(self, checkpoint: str, day: str, body: dict[str, Any], now_ms: int,
+                    built_on_events: int | None = None) -> int:
+        """Store the next version of a day's report; clears its late-event mark. -> version.
+
+        `built_on_events`: the day's event total the report was built from (outside this
+        transaction, so the writer is not held while it is built); if events arrived since, the
+        day stays marked for the next version."""
         with self._lock, self._txn_ctx():
+            if built_on_events is not None:
+                arrived = self.day_event_total(checkpoint, day) - built_on_events
+                if arrived > 0:
+                    self._db.execute("INSERT INTO report_dirty VALUES (?,?,?) ON CONFLICT(checkpoint, day) DO UPDATE"
+                                     " SET late = late + excluded.late", (checkpoint, day, arrived))
             top = self._db.execute("SELECT max(version) FROM reports WHERE checkpoint=? AND day=?",
                                    (checkpoint, day)).fetchone()[0]
             version = (top or 0) + 1
             body = dict(body, version=version)
             self._db.execute("INSERT INTO reports VALUES (?,?,?,?,?,0)", (checkpoint, day, version, now_ms, _dumps(body)))
-            self._db.execute("DELETE FROM report_dirty WHERE checkpoint=? AND day=?", (checkpoint, day))
+            if built_on_events is None or arrived <= 0:
+                self._db.execute("DELETE FROM report_dirty WHERE checkpoint=? AND day=?", (checkpoint, day))
         self._reported.add((checkpoint, day))
         return version
 
@@ -983,6 +1015,14 @@ class SQLiteStore(Queries):
         """Delete personal records older than before_ms (secure_delete overwrites them); aggregates,
         delivery counters, reports and alert outcomes stay. Chunked so ingest is never held long."""
         purged = {"events": 0, "dead_letters": 0, "alerts_scrubbed": 0}
+        with self._lock:  # look first: the write lock is shared with the writer process
+            due = any(self._db.execute(sql, (before_ms,)).fetchone() for sql in (
+                "SELECT 1 FROM events WHERE ts_ms < ? LIMIT 1",
+                "SELECT 1 FROM dead_letters WHERE received_ms < ? LIMIT 1",
+                "SELECT 1 FROM alerts WHERE ts_ms < ? AND (json_type(context, '$.code.holder_ref') IS NOT NULL"
+                " OR json_type(context, '$.roi') IS NOT NULL) LIMIT 1"))
+        if not due:
+            return purged
         while True:
             with self._lock, self._txn_ctx():
                 n = self._db.execute(
@@ -999,7 +1039,8 @@ class SQLiteStore(Queries):
                 " WHERE ts_ms < ? AND (json_type(context, '$.code.holder_ref') IS NOT NULL"
                 " OR json_type(context, '$.roi') IS NOT NULL)", (before_ms,)).rowcount
         with self._lock:
-            # secure_delete zeroes freed pages in the database; old copies in the WAL go with a truncating checkpoint.
+            # secure_delete zeroes freed pages in the database; old copies in the WAL go with a truncating
+            # checkpoint (it waits for the writer's current transaction, once a day).
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return purged
 
