@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import pytest
 
+from gateway import reports
 from gateway.clock import HOUR_MS, ManualClock
 from gateway.service import Gateway
 from gateway.store import Accepted
@@ -217,3 +218,17 @@ def test_live_summary_published_retained(day: tuple[Gateway, ManualClock, FakePu
     assert summary[0][1]["counts"]["screened"] == 1 and summary[0][1]["kiosks_online"] == 1
     g.tick(T0 + 2000)
     assert len([t for t, _, _ in pub.sent if t.endswith("/summary")]) == 1, "every 10 s, not every tick"
+
+
+def test_events_arriving_while_a_report_is_built_keep_the_day_marked(day: tuple[Gateway, ManualClock, FakePublisher]) -> None:
+    g, clock, pub = day
+    feed(g, clock, CP, "k1", "event", screening(0, T0), T0)
+    built_on = g.store.day_event_total(CP, "2026-01-01")
+    body = reports.build(g.store, g.local, CP, "2026-01-01", T0 + 2 * MIN)
+    feed(g, clock, CP, "k1", "event", screening(1, T0 + MIN), T0 + MIN)  # lands during the build
+    g.store.save_report(CP, "2026-01-01", body, T0 + 2 * MIN, built_on_events=built_on)
+    assert g.store.dirty_reports() == [(CP, "2026-01-01", 1)]
+    g.tick(T0 + 16 * HOUR_MS + 10 * MIN)
+    latest = max((r for r in pub.on("report") if r["checkpoint"] == CP), key=lambda r: r["version"])
+    assert latest["version"] == 2 and latest["totals"]["screened"] == 2
+    assert g.store.dirty_reports() == []
