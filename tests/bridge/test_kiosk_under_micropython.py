@@ -81,7 +81,7 @@ def test_frozen_process_goes_offline_by_lwt(tmp_path: Path, gateway: GatewayProc
         assert took <= 3 * KEEPALIVE_S
         assert rig.proc.alive, "frozen, not dead"
         wait_until(lambda: any(k["kiosk"] == "k2" and k["state"] == "offline" for k in gateway.get("/api/kiosks")),
-                   5, "the gateway sees it offline")
+                   15, "the gateway sees it offline")  # its store is another process: loaded CI runs lag
         assert rig.proc.watchdog_resets == 0, "a frozen process is a dead network, not a dead CPU"
     finally:
         watcher.close()
