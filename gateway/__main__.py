@@ -67,14 +67,26 @@ def run(args: argparse.Namespace) -> int:
         return 2
     gateway = Gateway(cfg)
     metrics = Metrics(gateway.ingest, gateway.store.reader, cfg.alerts["offline_after_s"] * 1000, gateway.clock.now_ms)
-    server = make_server(Path(cfg.store["path"]), cfg.http["port"], gateway.health, host=cfg.http["host"],
-                         gateway=gateway, metrics=metrics.render)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    serve_in_thread(server)
     gateway.start()
+    # Serve (the sign that we are up, for the simulator and systemd's neighbours) only once ingest is
+    # subscribed: on a fresh broker, events published before our session exists are dropped.
+    if gateway.ingest is not None and not gateway.ingest.ready.wait(20):
+        logging.getLogger("gateway").warning("not subscribed after 20 s (broker down?); serving anyway")
     stoppers = start_extra_services(cfg, gateway, metrics)
+    # Bound only now: a listening socket already accepts connections, before serve_forever.
+    try:
+        server = make_server(Path(cfg.store["path"]), cfg.http["port"], gateway.health, host=cfg.http["host"],
+                             gateway=gateway, metrics=metrics.render)
+    except OSError as err:
+        print(f"gateway: cannot serve HTTP on {cfg.http['host']}:{cfg.http['port']}: {err}", file=sys.stderr)
+        for fn in stoppers:
+            fn()
+        gateway.stop()
+        return 2
+    serve_in_thread(server)
     m = cfg.mqtt
     print(f"gateway: broker {m['host']}:{m['port']}, store {cfg.store['path']} (schema v{gateway.store.migrated[1]}"
           f"{', upgraded from v' + str(gateway.store.migrated[0]) if gateway.store.migrated[0] not in (0, gateway.store.migrated[1]) else ''}),"

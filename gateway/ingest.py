@@ -147,7 +147,6 @@ class Ingest:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.session_expiry_s
         props.ReceiveMaximum = self.receive_maximum
-        self.writer.start()
         self._completer.start()
         self.client.reconnect_delay_set(1, 10)
         self.client.connect_async(self.host, self.port, keepalive=self._keepalive, clean_start=False,
@@ -160,6 +159,8 @@ class Ingest:
         rc = self.watch.loop_start()
         if rc != paho.MQTT_ERR_SUCCESS:
             raise RuntimeError(f"paho loop_start failed: {paho.error_string(rc)}")
+        # Started after the sessions connect (it takes a moment); what arrives meanwhile waits for it.
+        self.writer.start()
 
     def stop(self) -> None:
         self._stopping = True
